@@ -1,0 +1,31 @@
+"""The textbook backend's application factory."""
+
+from flask import Flask
+
+from .analytics import EventLogger
+from .analytics.telemetry_router import bp as telemetry_bp
+from .api.ai_blocks import bp as ai_blocks_bp
+from .api.docs import bp as docs_bp
+from .config import DEFAULTS, validate_app_config
+from .errors import register_error_handlers
+from .json_body import StrictJSONProvider
+
+
+def create_app(config=None):
+    """Create the app: defaults, then ``config``, then ``FLASK_*`` environment variables."""
+    app = Flask(__name__)
+    app.json = StrictJSONProvider(app)
+    app.config.from_mapping(DEFAULTS)
+    if config is not None:
+        app.config.from_mapping(config)
+    app.config.from_prefixed_env()
+    # Refuse to start on a bad value rather than fail on the first request.
+    validate_app_config(app.config)
+
+    EventLogger(app)
+    register_error_handlers(app)
+
+    app.register_blueprint(telemetry_bp)
+    app.register_blueprint(ai_blocks_bp)
+    app.register_blueprint(docs_bp)
+    return app

@@ -1,0 +1,79 @@
+"""``flask telemetry``: health, log, smoke and openapi from the command line."""
+
+import json
+
+import click
+import yaml
+from flask import current_app
+from flask.cli import with_appcontext
+
+from ..openapi import build_spec
+from .event_logger import EventRejected, SinkUnavailable, get_event_logger
+
+
+@click.group("telemetry")
+def telemetry_cli():
+    """Analytics events: log one, check health, smoke-test the API, print OpenAPI."""
+
+
+@telemetry_cli.command("health")
+@with_appcontext
+def health_command():
+    """Print this process's health report as JSON; exit 1 when unhealthy."""
+    report = get_event_logger().health()
+    click.echo(json.dumps(report, indent=2))
+    if report["status"] != "healthy":
+        raise SystemExit(1)
+
+
+@telemetry_cli.command("log")
+@click.argument("event_type")
+@click.option("--payload", default=None, help="The event's payload as a JSON object.")
+@with_appcontext
+def log_command(event_type, payload):
+    """Log one EVENT_TYPE event through the EventLogger and print its line."""
+    if payload is not None:
+        try:
+            payload = current_app.json.loads(payload)
+        except ValueError as exc:
+            raise click.ClickException(f"--payload is not valid JSON: {exc}") from None
+    event_logger = get_event_logger()
+    try:
+        event = event_logger.accept(event_type, payload)
+    except (EventRejected, SinkUnavailable) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not event_logger.flush():
+        raise click.ClickException("the event was queued but not written in time")
+    if not current_app.config["TELEMETRY_ENABLED"]:
+        click.echo("telemetry is disabled: the event was validated but not emitted", err=True)
+    # On the default stdout sink the emitted line is already the output.
+    if current_app.config["TELEMETRY_EVENTS_LOG"] or not current_app.config["TELEMETRY_ENABLED"]:
+        click.echo(event.to_line())
+
+
+@telemetry_cli.command("smoke")
+@with_appcontext
+def smoke_command():
+    """Call every route in-process; print one line per check, exit 1 on any failure."""
+    from .smoke import run_smoke_checks
+
+    failures = 0
+    for check in run_smoke_checks(current_app):
+        failures += not check.passed
+        click.echo(check.line())
+    get_event_logger().flush()
+    if failures:
+        raise click.ClickException(f"{failures} smoke check(s) failed")
+
+
+@telemetry_cli.command("openapi")
+@click.option("--prefix", default="/api", show_default=True, help="Document routes under this path.")
+@click.option("--format", "output", type=click.Choice(["json", "yaml"]), default="json", show_default=True)
+@with_appcontext
+def openapi_command(prefix, output):
+    """Print the OpenAPI document generated from the route schemas."""
+    spec = build_spec(current_app, path_prefix=prefix)
+    if output == "yaml":
+        click.echo(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), nl=False)
+    else:
+        click.echo(json.dumps(spec, indent=2))

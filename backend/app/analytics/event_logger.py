@@ -1,0 +1,226 @@
+"""The EventLogger extension: validates, stamps and emits analytics events."""
+
+import os
+import threading
+import time
+import weakref
+from collections import Counter
+
+from flask import current_app
+from marshmallow import ValidationError
+
+from ..config import DEFAULTS, validate_telemetry_config
+from .analytics_models import EVENT_TYPES, AnalyticsEvent
+from .payload_rules import fit_line, redact
+from .schemas import PAYLOAD_SCHEMAS
+from .sink import EventSink, app_logger, make_handler
+
+
+class EventRejected(ValueError):
+    """Root of the errors for an event the EventLogger will not accept."""
+
+    def __init__(self, message, messages=None):
+        super().__init__(message)
+        self.messages = messages if messages is not None else {"_schema": [message]}
+
+
+class UnknownEventType(EventRejected):
+    """The event_type is not one of ``EVENT_TYPES``."""
+
+
+class InvalidPayload(EventRejected):
+    """The payload is not an object, or a known field has the wrong type."""
+
+
+class EventTooLarge(EventRejected):
+    """The event's line would exceed ``TELEMETRY_MAX_EVENT_BYTES``."""
+
+
+class SinkUnavailable(RuntimeError):
+    """The sink cannot take the event now: backlog full, stream stalled or writer gone."""
+
+
+class _AppTelemetry:
+    """Everything the EventLogger keeps for one app in one process."""
+
+    def __init__(self, config):
+        self.enabled = config["TELEMETRY_ENABLED"]
+        self.max_bytes = config["TELEMETRY_MAX_EVENT_BYTES"]
+        self.max_depth = config.get("JSON_MAX_DEPTH", DEFAULTS["JSON_MAX_DEPTH"])
+        self.warn_interval = config["TELEMETRY_WARN_INTERVAL"]
+        handler = make_handler(config["TELEMETRY_EVENTS_LOG"])
+        self.sink = EventSink(
+            app_logger(handler),
+            capacity=config["TELEMETRY_QUEUE_SIZE"],
+            stall_seconds=config["TELEMETRY_STALL_SECONDS"],
+        )
+        self.lock = threading.Lock()
+        self.reset_counters()
+        ref = weakref.ref(self)
+        # Counts are per worker process: a forked worker starts from zero.
+        os.register_at_fork(after_in_child=lambda: (state := ref()) and state.reset_counters())
+
+    def reset_counters(self):
+        self.logged = Counter()
+        self.dropped = 0
+        self.refused = 0
+        self.unwarned_drops = 0
+        self.last_warning = None
+
+    def count_logged(self, event_type):
+        with self.lock:
+            self.logged[event_type] += 1
+
+
+class EventLogger:
+    """Flask extension that turns validated events into lines on the event stream."""
+
+    def __init__(self, app=None):
+        self._apps = weakref.WeakKeyDictionary()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app):
+        """Register on ``app``: config defaults, per-app state and the CLI."""
+        if "event_logger" in app.extensions:
+            raise RuntimeError(
+                "An EventLogger is already registered on this app; "
+                "use app.extensions['event_logger'] instead of registering again."
+            )
+        from .cli import telemetry_cli
+
+        validate_telemetry_config(app.config)
+        self._apps[app] = _AppTelemetry(app.config)
+        app.extensions["event_logger"] = self
+        app.cli.add_command(telemetry_cli)
+
+    def log(self, event_type: str, payload: dict | None = None) -> None:
+        """Emit one event; raises EventRejected (a ValueError) for bad input.
+
+        A full or stalled sink does not fail the caller: the event is dropped,
+        counted and warned about on the app logger.
+        """
+        state = self._state()
+        event, line = fit_line(*self._build(state, event_type, payload), state.max_bytes)
+        if not state.enabled:
+            return
+        if state.sink.submit(line):
+            state.count_logged(event.event_type)
+        else:
+            self._drop(state, event_type, state.sink.state()["problem"] or "the event sink is unavailable")
+
+    def try_log(self, event_type, payload=None):
+        """``log`` for callers serving a user: any failure is counted and warned, never raised."""
+        try:
+            self.log(event_type, payload)
+            return True
+        except Exception as exc:
+            self._drop(self._state(), event_type, f"{type(exc).__name__}: {exc}")
+            return False
+
+    def accept(self, event_type, payload=None):
+        """Emit one event or raise; returns the AnalyticsEvent that was emitted.
+
+        Used by the HTTP route, which refuses rather than truncates an event
+        that is too large (EventTooLarge) and reports a sink that cannot take
+        it (SinkUnavailable).
+        """
+        state = self._state()
+        event, line = self._build(state, event_type, payload)
+        if len(line) >= state.max_bytes:
+            raise EventTooLarge(
+                f"the event's line would be {len(line) + 1} bytes; "
+                f"the limit is {state.max_bytes}"
+            )
+        if not state.enabled:
+            return event
+        if not state.sink.submit(line):
+            with state.lock:
+                state.refused += 1
+            raise SinkUnavailable(state.sink.state()["problem"] or "the event sink is unavailable")
+        state.count_logged(event.event_type)
+        return event
+
+    def _build(self, state, event_type, payload):
+        """The validated, redacted and stamped event, and its line."""
+        schema = PAYLOAD_SCHEMAS.get(event_type) if isinstance(event_type, str) else None
+        if schema is None:
+            raise UnknownEventType(
+                f"unknown event_type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}",
+                {"event_type": [f"Must be one of: {', '.join(EVENT_TYPES)}."]},
+            )
+        if payload is None:
+            payload = {}
+        elif not isinstance(payload, dict):
+            raise InvalidPayload("payload must be an object", {"payload": ["Not a valid mapping type."]})
+        try:
+            payload = redact(schema.load(payload), state.max_depth)
+        except ValidationError as exc:
+            raise InvalidPayload(
+                f"invalid {event_type} payload: {exc.messages}", {"payload": exc.messages}
+            ) from None
+        except ValueError as exc:
+            raise InvalidPayload(str(exc), {"payload": [str(exc)]}) from None
+        event = AnalyticsEvent(event_type, payload)
+        try:
+            return event, event.to_line()
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidPayload(
+                f"payload is not JSON-serialisable: {exc}",
+                {"payload": ["Values must be JSON strings, numbers, booleans, null, arrays or objects."]},
+            ) from None
+
+    def health(self):
+        """Counters and sink state of the current app in this process."""
+        state = self._state()
+        sink = state.sink.state()
+        with state.lock:
+            by_type = {event_type: state.logged[event_type] for event_type in EVENT_TYPES}
+            dropped, refused = state.dropped, state.refused
+        report = {
+            "status": "healthy" if sink["problem"] is None else "unhealthy",
+            "scope": "process",
+            "telemetry_enabled": state.enabled,
+            "events_logged": sum(by_type.values()),
+            "events_by_type": by_type,
+            "events_dropped": dropped,
+            "events_refused": refused,
+            "events_failed": state.sink.failed,
+            "event_types": list(EVENT_TYPES),
+            "queue": {"depth": sink["depth"], "capacity": sink["capacity"]},
+        }
+        if sink["problem"] is not None:
+            report["reason"] = sink["problem"]
+        return report
+
+    def flush(self, timeout=10.0):
+        """Block until the current app's queued events are on the stream."""
+        return self._state().sink.flush(timeout)
+
+    def shutdown(self, timeout=10.0):
+        """Drain and close the current app's sink; later events are refused."""
+        self._state().sink.close(timeout)
+
+    def _state(self):
+        try:
+            return self._apps[current_app._get_current_object()]
+        except KeyError:
+            raise RuntimeError("this EventLogger is not registered on the current app") from None
+
+    def _drop(self, state, event_type, reason):
+        now = time.monotonic()
+        with state.lock:
+            state.dropped += 1
+            state.unwarned_drops += 1
+            due = state.last_warning is None or now - state.last_warning >= state.warn_interval
+            if not due:
+                return
+            state.last_warning, count, state.unwarned_drops = now, state.unwarned_drops, 0
+        current_app.logger.warning(
+            "telemetry: dropped %d event(s), the latest a %s: %s", count, event_type, reason
+        )
+
+
+def get_event_logger():
+    """The EventLogger registered on the current app."""
+    return current_app.extensions["event_logger"]

@@ -1,0 +1,124 @@
+"""Marshmallow schemas for telemetry requests, payloads and replies."""
+
+import re
+from datetime import datetime
+
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
+
+from .analytics_models import EVENT_TYPES
+
+BLOCK_TYPES = ("ask-question", "explain-like-10", "quiz", "diagram")
+
+# RFC 3339 date-time, the profile of ISO 8601 that JSON Schema's "date-time" names.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?\Z", re.ASCII
+)
+
+
+def _iso_datetime(value):
+    if _RFC3339.match(value):
+        try:
+            datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+            return
+        except ValueError:
+            pass
+    raise ValidationError("Not a valid ISO 8601 date-time.")
+
+
+class PayloadSchema(Schema):
+    """Known payload fields are type-checked; unknown ones are kept as sent."""
+
+    class Meta:
+        unknown = INCLUDE
+
+
+class AiBlockUsedPayloadSchema(PayloadSchema):
+    user_id = fields.String()
+    chapter_id = fields.String()
+    section_id = fields.String()
+    block_type = fields.String(validate=validate.OneOf(BLOCK_TYPES))
+    query = fields.String(allow_none=True)
+
+
+class ChapterVisitPayloadSchema(PayloadSchema):
+    user_id = fields.String()
+    chapter_id = fields.String()
+    timestamp = fields.String(validate=_iso_datetime, metadata={"format": "date-time"})
+
+
+class ErrorEventPayloadSchema(PayloadSchema):
+    error_type = fields.String()
+    error_message = fields.String()
+    chapter_id = fields.String()
+    section_id = fields.String()
+
+
+PAYLOAD_SCHEMAS = {
+    "ai_block_used": AiBlockUsedPayloadSchema(),
+    "chapter_visit": ChapterVisitPayloadSchema(),
+    "error_event": ErrorEventPayloadSchema(),
+}
+
+
+def _event_variant(event_type, payload_schema):
+    name = "".join(part.title() for part in event_type.split("_")) + "EventSchema"
+    return Schema.from_dict(
+        {
+            "event_type": fields.String(required=True, validate=validate.OneOf([event_type])),
+            "payload": fields.Nested(payload_schema, allow_none=True),
+        },
+        name=name,
+    )
+
+
+# The telemetry body per event type, for the OpenAPI document; the route
+# enforces the same rules with TelemetryEventSchema and PAYLOAD_SCHEMAS.
+EVENT_VARIANT_SCHEMAS = tuple(
+    _event_variant(event_type, type(schema)) for event_type, schema in PAYLOAD_SCHEMAS.items()
+)
+
+
+class TelemetryEventSchema(Schema):
+    """Body of ``POST /api/telemetry/log``."""
+
+    class Meta:
+        unknown = RAISE
+
+    event_type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
+    payload = fields.Dict(
+        keys=fields.String(),
+        allow_none=True,
+        load_default=None,
+        metadata={"description": "Event fields; known ones are type-checked per event_type."},
+    )
+
+
+class EventAcceptedSchema(Schema):
+    """Reply to an accepted event."""
+
+    status = fields.String(required=True, metadata={"enum": ["accepted"]})
+    event_id = fields.String(required=True, metadata={"format": "uuid"})
+    event_type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
+    timestamp = fields.String(required=True, metadata={"format": "date-time"})
+    telemetry_enabled = fields.Boolean(required=True)
+
+
+class QueueStateSchema(Schema):
+    depth = fields.Integer(required=True)
+    capacity = fields.Integer(required=True)
+
+
+class HealthSchema(Schema):
+    """Counters of this app in this worker process since it started."""
+
+    status = fields.String(required=True, validate=validate.OneOf(["healthy", "unhealthy"]))
+    scope = fields.String(required=True, metadata={"enum": ["process"]})
+    telemetry_enabled = fields.Boolean(required=True)
+    events_logged = fields.Integer(required=True)
+    events_by_type = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    events_dropped = fields.Integer(required=True)
+    events_refused = fields.Integer(required=True)
+    events_failed = fields.Integer(required=True)
+    event_types = fields.List(fields.String(), required=True)
+    queue = fields.Nested(QueueStateSchema, required=True)
+    reason = fields.String()

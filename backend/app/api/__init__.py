@@ -1,0 +1,1 @@
+"""Blueprints for the textbook's user-facing API."""

@@ -1,0 +1,103 @@
+"""Configuration defaults and the startup check that refuses bad values."""
+
+DEFAULTS = {
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "JSON_MAX_DEPTH": 32,
+    "TELEMETRY_ENABLED": True,
+    "TELEMETRY_EVENTS_LOG": None,
+    "TELEMETRY_INGEST_TOKEN": None,
+    "TELEMETRY_MAX_EVENT_BYTES": 4096,
+    "TELEMETRY_QUEUE_SIZE": 10_000,
+    "TELEMETRY_STALL_SECONDS": 2.0,
+    "TELEMETRY_RETRY_AFTER": 1,
+    "TELEMETRY_WARN_INTERVAL": 60.0,
+}
+
+TELEMETRY_KEYS = tuple(key for key in DEFAULTS if key.startswith("TELEMETRY_"))
+
+# Lines up to PIPE_BUF are written whole by one write(2), even when several
+# workers share one pipe; longer ones could interleave.
+PIPE_BUF = 4096
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(RuntimeError):
+    """A configuration value the application cannot start with."""
+
+
+def validate_app_config(config):
+    """Coerce the HTTP limits (environment values arrive as strings); reject bad ones."""
+    _integer(config, "MAX_CONTENT_LENGTH", 1, 100 * 1024 * 1024)
+    _integer(config, "JSON_MAX_DEPTH", 2, 512)
+
+
+def validate_telemetry_config(config):
+    """Coerce and check the TELEMETRY_* settings the EventLogger reads."""
+    for key in TELEMETRY_KEYS:
+        config.setdefault(key, DEFAULTS[key])
+    config["TELEMETRY_ENABLED"] = _boolean(config, "TELEMETRY_ENABLED")
+    _integer(config, "TELEMETRY_MAX_EVENT_BYTES", 256, PIPE_BUF)
+    _integer(config, "TELEMETRY_QUEUE_SIZE", 1, 1_000_000)
+    _integer(config, "TELEMETRY_RETRY_AFTER", 1, 3600)
+    _number(config, "TELEMETRY_STALL_SECONDS", 0.05, 600)
+    _number(config, "TELEMETRY_WARN_INTERVAL", 0, 86_400)
+    token = config.get("TELEMETRY_INGEST_TOKEN")
+    if isinstance(token, int) and not isinstance(token, bool):
+        # from_prefixed_env parses an all-digit token as JSON, i.e. an int.
+        token = str(token)
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise ConfigError("TELEMETRY_INGEST_TOKEN must be a non-empty string when set")
+    config["TELEMETRY_INGEST_TOKEN"] = token or None
+    path = config.get("TELEMETRY_EVENTS_LOG")
+    if path in ("", "-"):
+        path = None
+    if path is not None:
+        _check_writable(str(path))
+    config["TELEMETRY_EVENTS_LOG"] = path
+
+
+def _boolean(config, key):
+    value = config[key]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if value in (0, 1):
+        return bool(value)
+    raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def _integer(config, key, low, high):
+    value = config[key]
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ConfigError(f"{key} must be an integer, got {config[key]!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{key} must be an integer from {low} to {high}, got {value!r}")
+    config[key] = value
+
+
+def _number(config, key, low, high):
+    value = config[key]
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number, got {config[key]!r}") from None
+    if isinstance(config[key], bool) or not low <= value <= high:
+        raise ConfigError(f"{key} must be a number from {low} to {high}, got {config[key]!r}")
+    config[key] = value
+
+
+def _check_writable(path):
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"TELEMETRY_EVENTS_LOG {path!r} cannot be opened for appending: "
+            f"{exc.strerror or exc}"
+        ) from None

@@ -1,0 +1,76 @@
+"""One error shape for the whole API: RFC 9457 problem details."""
+
+from flask import current_app, jsonify, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.http import HTTP_STATUS_CODES
+
+from .analytics.event_logger import EventRejected, EventTooLarge, SinkUnavailable, get_event_logger
+
+PROBLEM_MIMETYPE = "application/problem+json"
+
+# Enough of an exception's message to diagnose it, short enough for one event.
+_ERROR_MESSAGE_CHARS = 500
+
+
+def problem(status, detail, *, errors=None, headers=None):
+    """A problem+json response; ``type`` is about:blank, so ``title`` is the status phrase."""
+    body = {
+        "type": "about:blank",
+        "title": HTTP_STATUS_CODES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = PROBLEM_MIMETYPE
+    response.headers.extend(headers or {})
+    return response
+
+
+def register_error_handlers(app):
+    """Render every error, expected or not, as a problem."""
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(ValidationError, _validation_error)
+    app.register_error_handler(EventRejected, _rejected_event)
+    app.register_error_handler(SinkUnavailable, _unavailable_sink)
+    app.register_error_handler(Exception, _unexpected_error)
+
+
+def _http_error(error):
+    if error.code is None or error.code < 400:
+        return error  # routing redirects are answers, not errors
+    headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+    return problem(error.code, error.description, headers=headers)
+
+
+def _validation_error(error):
+    return problem(422, "The request body failed validation.", errors=error.messages)
+
+
+def _rejected_event(error):
+    if isinstance(error, EventTooLarge):
+        return problem(413, f"The event is too large: {error}.")
+    return problem(422, "The event failed validation.", errors=error.messages)
+
+
+def _unavailable_sink(error):
+    retry_after = current_app.config["TELEMETRY_RETRY_AFTER"]
+    return _http_error(
+        ServiceUnavailable(f"The event was not accepted: {error}.", retry_after=retry_after)
+    )
+
+
+def _unexpected_error(error):
+    current_app.logger.error("unhandled %s on %s", type(error).__name__, request.path, exc_info=error)
+    get_event_logger().try_log(
+        "error_event",
+        {
+            "error_type": type(error).__name__,
+            "error_message": str(error)[:_ERROR_MESSAGE_CHARS],
+            "path": request.path,
+        },
+    )
+    return _http_error(InternalServerError("The server could not complete the request."))

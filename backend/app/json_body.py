@@ -1,0 +1,93 @@
+"""Strict JSON request bodies: one parser that turns every malformed body into a 400."""
+
+import json
+import re
+
+from flask import current_app, request
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+# A "\uD800"-"\uDFFF" escape; only then can the parsed text hold a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Rejects NaN/Infinity, duplicate keys, lone surrogates and deep nesting."""
+
+    # Replies keep the order their schemas declare (problem: type, title, status...).
+    sort_keys = False
+
+    def loads(self, s, **kwargs):
+        max_depth = self._app.config["JSON_MAX_DEPTH"]
+        if isinstance(s, (bytes, bytearray)):
+            # Strict UTF-8: json.loads alone would let encoded surrogates through.
+            try:
+                s = s.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
+        try:
+            value = json.loads(
+                s, parse_constant=_reject_constant, object_pairs_hook=_unique_keys, **kwargs
+            )
+        except RecursionError:
+            raise ValueError(f"JSON nests deeper than {max_depth} levels") from None
+        # Counting brackets (in strings too) bounds the depth from above, cheaply.
+        if s.count("[") + s.count("{") > max_depth:
+            _check_depth(value, max_depth)
+        if _SURROGATE_ESCAPE.search(s):
+            _check_text(value)
+        return value
+
+
+def json_body():
+    """The request body as a JSON object, or the HTTP error that explains why not."""
+    if not request.is_json:
+        raise UnsupportedMediaType("The request body must be JSON (Content-Type: application/json).")
+    data = request.get_data(cache=False)
+    try:
+        value = current_app.json.loads(data)
+    except ValueError as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return value
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs):
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"duplicate key {duplicate!r}")
+    return value
+
+
+def _check_depth(value, max_depth):
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > max_depth:
+                raise ValueError(f"JSON nests deeper than {max_depth} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
+def _check_text(value):
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("lone surrogate escape in a string") from None

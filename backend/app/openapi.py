@@ -1,0 +1,158 @@
+"""Route contracts: the schemas a view loads with are the schemas its OpenAPI documents.
+
+``use_body`` loads the request body with a schema and records that schema on
+the view; ``responds`` records what the view answers. ``build_spec`` walks the
+app's URL map and turns those records into an OpenAPI 3 document, so a route
+cannot exist undocumented and its documentation cannot drift from its code.
+"""
+
+import functools
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema, fields
+from werkzeug.http import HTTP_STATUS_CODES
+
+from .json_body import json_body
+
+OPENAPI_VERSION = "3.0.3"
+API_TITLE = "Textbook analytics and telemetry API"
+API_VERSION = "1.0.0"
+
+# Every operation may fail unexpectedly; every operation with a body may meet these.
+_ALWAYS = (500,)
+_BODY_ERRORS = (400, 413, 415, 422)
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details."""
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+
+
+class ValidationProblemSchema(ProblemSchema):
+    """A problem with per-field messages, shaped like the request body."""
+
+    errors = fields.Dict(required=True)
+
+
+def _contract(view):
+    if not hasattr(view, "openapi"):
+        view.openapi = {"body": None, "responses": {}, "parameters": [], "security": None}
+    return view.openapi
+
+
+def use_body(schema, one_of=None):
+    """Load the JSON body with ``schema`` and pass the result as the view's first argument.
+
+    ``one_of`` documents a body whose shape depends on one of its fields as
+    the list of variant schemas that ``schema`` and the domain code enforce.
+    """
+
+    def decorate(view):
+        @functools.wraps(view)
+        def load_and_call(*args, **kwargs):
+            return view(schema.load(json_body()), *args, **kwargs)
+
+        # functools.wraps shares the view's attributes, its contract included.
+        _contract(load_and_call)["body"] = {"oneOf": list(one_of)} if one_of else schema
+        return load_and_call
+
+    return decorate
+
+
+def responds(status, schema=None, *, description, headers=None):
+    """Document one answer of the view; a schema-less 4xx/5xx answer is a problem.
+
+    ``headers`` maps a header name to its OpenAPI header object.
+    """
+
+    def decorate(view):
+        _contract(view)["responses"][status] = (schema, description, headers or {})
+        return view
+
+    return decorate
+
+
+def header_parameter(name, description):
+    """Document a request header the view reads."""
+
+    def decorate(view):
+        _contract(view)["parameters"].append(
+            {"in": "header", "name": name, "required": False, "schema": {"type": "string"}, "description": description}
+        )
+        return view
+
+    return decorate
+
+
+def bearer_auth(view):
+    """Document that the view may require ``Authorization: Bearer <token>``."""
+    _contract(view)["security"] = [{}, {"bearerAuth": []}]
+    return view
+
+
+def build_spec(app, path_prefix="/api"):
+    """The OpenAPI document for every route under ``path_prefix``."""
+    spec = APISpec(
+        title=API_TITLE,
+        version=API_VERSION,
+        openapi_version=OPENAPI_VERSION,
+        plugins=[MarshmallowPlugin()],
+        info={"description": "Records textbook analytics events as JSON lines on the event stream."},
+    )
+    spec.components.schema("Problem", schema=ProblemSchema)
+    spec.components.schema("ValidationProblem", schema=ValidationProblemSchema)
+    spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    rules = sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule)
+    for rule in rules:
+        if not rule.rule.startswith(path_prefix):
+            continue
+        view = app.view_functions[rule.endpoint]
+        methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
+        operations = {method.lower(): _operation(view, rule.endpoint) for method in methods}
+        spec.path(path=rule.rule, operations=operations)
+    return spec.to_dict()
+
+
+def _operation(view, endpoint):
+    contract = getattr(view, "openapi", None)
+    if contract is None:
+        raise LookupError(f"route {endpoint!r} has no OpenAPI contract; decorate it with @responds")
+    summary = (view.__doc__ or endpoint).strip().splitlines()[0]
+    operation = {"operationId": endpoint.replace(".", "_"), "summary": summary, "tags": [endpoint.split(".")[0]]}
+    statuses = dict(contract["responses"])
+    if contract["body"] is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": contract["body"]}},
+        }
+        for status in _BODY_ERRORS:
+            statuses.setdefault(status, (None, None, {}))
+    for status in _ALWAYS:
+        statuses.setdefault(status, (None, None, {}))
+    if contract["parameters"]:
+        operation["parameters"] = contract["parameters"]
+    if contract["security"] is not None:
+        operation["security"] = contract["security"]
+    operation["responses"] = {
+        str(status): _response(status, *statuses[status]) for status in sorted(statuses)
+    }
+    return operation
+
+
+def _response(status, schema, description, headers):
+    if schema is None and status >= 400:
+        schema = ValidationProblemSchema if status == 422 else ProblemSchema
+        media_type = "application/problem+json"
+    else:
+        media_type = "application/json"
+    response = {"description": description or HTTP_STATUS_CODES[status]}
+    if schema is not None:
+        response["content"] = {media_type: {"schema": schema}}
+    if headers:
+        response["headers"] = headers
+    return response
