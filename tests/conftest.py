@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import threading
 
 import pytest
 
@@ -86,4 +87,21 @@ def events_logger_records():
     parent = logging.getLogger("app.analytics.events")
     parent.addHandler(handler)
     yield handler.records
+    parent.removeHandler(handler)
+
+
+@pytest.fixture
+def stalled_stream():
+    """A handler on ``app.analytics.events`` whose writes block until the event is set."""
+    release = threading.Event()
+
+    class BlockingHandler(logging.Handler):
+        def emit(self, record):
+            release.wait(10)
+
+    handler = BlockingHandler()
+    parent = logging.getLogger("app.analytics.events")
+    parent.addHandler(handler)
+    yield release
+    release.set()
     parent.removeHandler(handler)
