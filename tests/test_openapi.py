@@ -1,0 +1,73 @@
+"""The OpenAPI document: valid OpenAPI 3, and true about the bodies each route accepts."""
+
+import pytest
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate
+
+
+LOG = "/api/telemetry/log"
+
+
+@pytest.fixture
+def document(client):
+    return client.get("/api/openapi.json").get_json()
+
+
+def body_validator(document, path):
+    """A validator for the request body ``path`` documents, with OpenAPI 3.0 semantics (nullable)."""
+    schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return OAS30Validator({**schema, "components": document["components"]})
+
+
+def test_served_document_is_valid_openapi_3(document):
+    validate(document)
+    assert document["openapi"] == "3.0.3"
+
+
+def test_every_api_route_is_documented(app, document):
+    api_rules = {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/api")}
+    assert set(document["paths"]) == api_rules
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        (LOG, {"event_type": "chapter_visit"}, 202),
+        (LOG, {"event_type": "chapter_visit", "payload": None}, 202),
+        (LOG, {"event_type": "chapter_visit", "payload": {"extra": [1, {"a": None}]}}, 202),
+        (LOG, {"event_type": "chapter_visit", "payload": {"timestamp": "2026-01-02T03:04:05Z"}}, 202),
+        (LOG, {"event_type": "ai_block_used", "payload": {"block_type": "quiz", "query": None}}, 202),
+        (LOG, {"event_type": "error_event", "payload": {"error_type": "TypeError"}}, 202),
+        # A known field of the wrong type: the document must reject what the route rejects.
+        (LOG, {"event_type": "chapter_visit", "payload": {"timestamp": 5}}, 422),
+        (LOG, {"event_type": "chapter_visit", "payload": {"chapter_id": None}}, 422),
+        (LOG, {"event_type": "ai_block_used", "payload": {"block_type": "poem"}}, 422),
+        (LOG, {"event_type": "ai_block_used", "payload": {"user_id": 7}}, 422),
+        (LOG, {"event_type": "error_event", "payload": {"error_message": ["x"]}}, 422),
+        (LOG, {"event_type": "error_event", "payload": "text"}, 422),
+        (LOG, {"event_type": "page_view"}, 422),
+        (LOG, {"payload": {}}, 422),
+        (LOG, {"event_type": "chapter_visit", "user_id": "u1"}, 422),
+        ("/api/ai/quiz", {"chapter_id": "c"}, 200),
+        ("/api/ai/quiz", {"chapter_id": "c", "num_questions": 10}, 200),
+        ("/api/ai/quiz", {"chapter_id": "c", "num_questions": 11}, 422),
+        ("/api/ai/quiz", {"chapter_id": "c", "num_questions": 2.0}, 422),
+        ("/api/ai/ask-question", {"chapter_id": "c", "section_id": "s", "question": "Why?"}, 200),
+        ("/api/ai/ask-question", {"chapter_id": "", "question": "Why?"}, 422),
+        ("/api/ai/ask-question", {"chapter_id": "c" * 129, "question": "Why?"}, 422),
+        ("/api/ai/explain-like-10", {"chapter_id": "c", "concept": "x" * 2001}, 422),
+        ("/api/ai/diagram", {"chapter_id": "c", "description": "a cycle", "style": "dark"}, 422),
+    ],
+)
+def test_documented_body_schema_agrees_with_the_route(client, document, path, body, status):
+    response = client.post(path, json=body)
+
+    assert response.status_code == status
+    assert body_validator(document, path).is_valid(body) is (status < 300)
+
+
+def test_headers_always_sent_with_a_status_are_documented_as_required(document):
+    responses = document["paths"]["/api/telemetry/log"]["post"]["responses"]
+
+    assert responses["401"]["headers"]["WWW-Authenticate"]["required"] is True
+    assert responses["503"]["headers"]["Retry-After"]["required"] is True
