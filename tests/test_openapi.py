@@ -1,6 +1,9 @@
-"""The OpenAPI document: valid OpenAPI 3, and true about the bodies each route accepts."""
+"""The OpenAPI document and the committed contract: valid, generated, and true to the routes."""
+
+from pathlib import Path
 
 import pytest
+import yaml
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
@@ -71,3 +74,26 @@ def test_headers_always_sent_with_a_status_are_documented_as_required(document):
 
     assert responses["401"]["headers"]["WWW-Authenticate"]["required"] is True
     assert responses["503"]["headers"]["Retry-After"]["required"] is True
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONTRACT_PATH = "specs/059-analytics-telemetry/contracts/telemetry-api.yaml"
+CONTRACT = REPO_ROOT / CONTRACT_PATH
+CONTRACT_COMMAND = ["telemetry", "openapi", "--prefix", "/api/telemetry", "--format", "yaml"]
+
+
+def test_committed_contract_is_what_the_code_generates(runner):
+    result = runner.invoke(args=CONTRACT_COMMAND)
+
+    assert result.exit_code == 0, result.output
+    assert CONTRACT.read_text(encoding="utf-8") == result.output, (
+        f"{CONTRACT_PATH} is stale; regenerate it from the repository root with\n"
+        f"  flask --app wsgi {' '.join(CONTRACT_COMMAND)} > {CONTRACT_PATH}"
+    )
+
+
+def test_committed_contract_is_valid_openapi_3_for_the_two_telemetry_routes():
+    contract = yaml.safe_load(CONTRACT.read_text(encoding="utf-8"))
+
+    validate(contract)
+    assert set(contract["paths"]) == {"/api/telemetry/log", "/api/telemetry/health"}
