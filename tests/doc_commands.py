@@ -7,10 +7,11 @@ Conventions (README.md, "Documentation that runs"):
   variables, as ``bash -e -o pipefail``.
 - ``<!-- docs-test: skip (reason) -->`` on the line right above a ``sh``
   block keeps it from running; the reason is required.
-- A block that starts ``gunicorn ... wsgi:app`` is a server: it is started in
-  the background bound to a free loopback port in place of 127.0.0.1:8000,
-  and stopped by its process group id at the next server block or at the end
-  of the document. Later blocks get that port in place of 8000.
+- A block with a command line ``[VAR=value ...] gunicorn ... wsgi:app`` is a
+  server: it is started in the background on a free loopback port in place
+  of 127.0.0.1:8000, and stopped by its process group id at the next server
+  block or at the end of the document. Later blocks get that port in place
+  of 8000 in ``127.0.0.1:8000`` and ``localhost:8000``.
 - A ``text`` or ``json`` block separated from the ``sh`` block above it by
   blank lines only is that command's expected output (stdout and stderr as a
   terminal shows them), compared like a doctest: ``...`` matches anything and
@@ -36,7 +37,8 @@ OUTPUT_TAGS = ("text", "json")
 
 _FENCE = re.compile(r"^```(\S*)\s*$")
 _SKIP = re.compile(r"^<!-- docs-test: skip \((?P<reason>[^()]*\S[^()]*)\) -->$")
-_SERVER = re.compile(r"^\s*(?:\w+=\S*\s+)*gunicorn\b.*\bwsgi:app\b", re.DOTALL)
+# A command line (continuations joined) that starts gunicorn, maybe after VAR=value settings.
+_SERVER = re.compile(r"^\s*(?:\w+=\S*\s+)*gunicorn\b.*\bwsgi:app\b", re.MULTILINE)
 _DOCS_ADDRESS = re.compile(rf"\b(?:127\.0\.0\.1|localhost):{DOCS_PORT}\b")
 
 
@@ -57,7 +59,7 @@ class Block:
 
     @property
     def is_server(self):
-        return bool(_SERVER.match(self.text))
+        return bool(_SERVER.search(self.text.replace("\\\n", " ")))
 
 
 def read_blocks(path):

@@ -75,3 +75,21 @@ def test_output_block_belongs_to_the_command_right_above_it(tmp_path):
     assert expected_output(blocks, 2) is None
     assert output_matches('{"id":"...","n":1}', '{"id":"5c1f","n":1}\n')
     assert not output_matches('{"id":"...","n":1}', '{"id":"5c1f","n":2}')
+
+
+@pytest.mark.parametrize(
+    ("command", "is_server"),
+    [
+        ("gunicorn --bind 127.0.0.1:8000 --workers 2 wsgi:app", True),
+        ("# preloaded\nFLASK_TELEMETRY_ENABLED=0 gunicorn -b 127.0.0.1:8000 \\\n  --preload wsgi:app", True),
+        ("gunicorn --bind 127.0.0.1:8000 wsgi:app | grep --line-buffered chapter_visit", True),
+        ("flask --app wsgi routes", False),
+        ("curl -sS http://127.0.0.1:8000/api/telemetry/health  # served by gunicorn wsgi:app", False),
+    ],
+)
+def test_server_blocks_are_recognised(tmp_path, command, is_server):
+    document = tmp_path / "doc.md"
+    document.write_text(f"```sh\n{command}\n```\n")
+
+    (block,) = read_blocks(document)
+    assert block.is_server is is_server
