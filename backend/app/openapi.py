@@ -131,7 +131,8 @@ def _null_branch_admits_only_null(converter, field, ret):
     branches = ret.get("anyOf")
     if not field.allow_none or not branches:
         return {}
-    return {"anyOf": [{**branch, "enum": [None]} if branch.get("nullable") else branch for branch in branches]}
+    pinned = [{**branch, "enum": [None]} if branch.get("nullable") else branch for branch in branches]
+    return {"anyOf": pinned}
 
 
 def _operation(view, endpoint):
