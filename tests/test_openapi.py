@@ -1,7 +1,14 @@
-"""GET /api/openapi.json: a valid OpenAPI 3 document generated from the route schemas."""
+"""The OpenAPI document and the committed contract: valid, generated, and true to the routes."""
+
+from pathlib import Path
 
 import pytest
+import yaml
+from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
+
+
+LOG = "/api/telemetry/log"
 
 ROUTES = {
     ("/api/telemetry/log", "post"): {"202", "400", "401", "413", "415", "422", "500", "503"},
@@ -16,14 +23,18 @@ ROUTES = {
 
 @pytest.fixture
 def document(client):
-    response = client.get("/api/openapi.json")
-    assert response.status_code == 200
-    return response.get_json()
+    return client.get("/api/openapi.json").get_json()
 
 
-def test_document_is_valid_openapi_3(document):
+def body_validator(document, path):
+    """A validator for the request body ``path`` documents, with OpenAPI 3.0 semantics (nullable)."""
+    schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return OAS30Validator({**schema, "components": document["components"]})
+
+
+def test_served_document_is_valid_openapi_3(document):
     validate(document)
-    assert document["openapi"].startswith("3.")
+    assert document["openapi"] == "3.0.3"
 
 
 def test_every_api_route_is_documented_with_its_statuses(app, document):
@@ -35,6 +46,50 @@ def test_every_api_route_is_documented_with_its_statuses(app, document):
     assert documented == ROUTES
     served = {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/api")}
     assert served == set(document["paths"])
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        (LOG, {"event_type": "chapter_visit"}, 202),
+        (LOG, {"event_type": "chapter_visit", "payload": None}, 202),
+        (LOG, {"event_type": "chapter_visit", "payload": {"extra": [1, {"a": None}]}}, 202),
+        (LOG, {"event_type": "chapter_visit", "payload": {"timestamp": "2026-01-02T03:04:05Z"}}, 202),
+        (LOG, {"event_type": "ai_block_used", "payload": {"block_type": "quiz", "query": None}}, 202),
+        (LOG, {"event_type": "error_event", "payload": {"error_type": "TypeError"}}, 202),
+        # A known field of the wrong type: the document must reject what the route rejects.
+        (LOG, {"event_type": "chapter_visit", "payload": {"timestamp": 5}}, 422),
+        (LOG, {"event_type": "chapter_visit", "payload": {"chapter_id": None}}, 422),
+        (LOG, {"event_type": "ai_block_used", "payload": {"block_type": "poem"}}, 422),
+        (LOG, {"event_type": "ai_block_used", "payload": {"user_id": 7}}, 422),
+        (LOG, {"event_type": "error_event", "payload": {"error_message": ["x"]}}, 422),
+        (LOG, {"event_type": "error_event", "payload": "text"}, 422),
+        (LOG, {"event_type": "page_view"}, 422),
+        (LOG, {"payload": {}}, 422),
+        (LOG, {"event_type": "chapter_visit", "user_id": "u1"}, 422),
+        ("/api/ai/quiz", {"chapter_id": "c"}, 200),
+        ("/api/ai/quiz", {"chapter_id": "c", "num_questions": 10}, 200),
+        ("/api/ai/quiz", {"chapter_id": "c", "num_questions": 11}, 422),
+        ("/api/ai/quiz", {"chapter_id": "c", "num_questions": 2.0}, 422),
+        ("/api/ai/ask-question", {"chapter_id": "c", "section_id": "s", "question": "Why?"}, 200),
+        ("/api/ai/ask-question", {"chapter_id": "", "question": "Why?"}, 422),
+        ("/api/ai/ask-question", {"chapter_id": "c" * 129, "question": "Why?"}, 422),
+        ("/api/ai/explain-like-10", {"chapter_id": "c", "concept": "x" * 2001}, 422),
+        ("/api/ai/diagram", {"chapter_id": "c", "description": "a cycle", "style": "dark"}, 422),
+    ],
+)
+def test_documented_body_schema_agrees_with_the_route(client, document, path, body, status):
+    response = client.post(path, json=body)
+
+    assert response.status_code == status
+    assert body_validator(document, path).is_valid(body) is (status < 300)
+
+
+def test_headers_always_sent_with_a_status_are_documented_as_required(document):
+    responses = document["paths"]["/api/telemetry/log"]["post"]["responses"]
+
+    assert responses["401"]["headers"]["WWW-Authenticate"]["required"] is True
+    assert responses["503"]["headers"]["Retry-After"]["required"] is True
 
 
 def test_request_bodies_come_from_the_marshmallow_schemas(document):
@@ -57,3 +112,26 @@ def test_errors_are_documented_as_problems(document):
     assert responses["400"]["content"]["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
     assert "Retry-After" in responses["503"]["headers"]
     assert "WWW-Authenticate" in responses["401"]["headers"]
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONTRACT_PATH = "specs/059-analytics-telemetry/contracts/telemetry-api.yaml"
+CONTRACT = REPO_ROOT / CONTRACT_PATH
+CONTRACT_COMMAND = ["telemetry", "openapi", "--prefix", "/api/telemetry", "--format", "yaml"]
+
+
+def test_committed_contract_is_what_the_code_generates(runner):
+    result = runner.invoke(args=CONTRACT_COMMAND)
+
+    assert result.exit_code == 0, result.output
+    assert CONTRACT.read_text(encoding="utf-8") == result.output, (
+        f"{CONTRACT_PATH} is stale; regenerate it from the repository root with\n"
+        f"  flask --app wsgi {' '.join(CONTRACT_COMMAND)} > {CONTRACT_PATH}"
+    )
+
+
+def test_committed_contract_is_valid_openapi_3_for_the_two_telemetry_routes():
+    contract = yaml.safe_load(CONTRACT.read_text(encoding="utf-8"))
+
+    validate(contract)
+    assert set(contract["paths"]) == {"/api/telemetry/log", "/api/telemetry/health"}

@@ -97,13 +97,15 @@ def bearer_auth(view):
 
 def build_spec(app, path_prefix="/api"):
     """The OpenAPI document for every route under ``path_prefix``."""
+    marshmallow_plugin = MarshmallowPlugin()
     spec = APISpec(
         title=API_TITLE,
         version=API_VERSION,
         openapi_version=OPENAPI_VERSION,
-        plugins=[MarshmallowPlugin()],
+        plugins=[marshmallow_plugin],
         info={"description": "Records textbook analytics events as JSON lines on the event stream."},
     )
+    marshmallow_plugin.converter.add_attribute_function(_null_branch_admits_only_null)
     spec.components.schema("Problem", schema=ProblemSchema)
     spec.components.schema("ValidationProblem", schema=ValidationProblemSchema)
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
@@ -116,6 +118,21 @@ def build_spec(app, path_prefix="/api"):
         operations = {method.lower(): _operation(view, rule.endpoint) for method in methods}
         spec.path(path=rule.rule, operations=operations)
     return spec.to_dict()
+
+
+def _null_branch_admits_only_null(converter, field, ret):
+    """Pin the null branch apispec writes for a nullable Nested field to null itself.
+
+    For OpenAPI 3.0 apispec documents ``Nested(..., allow_none=True)`` as
+    ``anyOf: [{type: object, nullable: true}, {$ref: ...}]``. Under 3.0.3's
+    nullable semantics that first branch admits every object, so the document
+    would accept payloads the schema rejects; ``enum: [null]`` admits null only.
+    """
+    branches = ret.get("anyOf")
+    if not field.allow_none or not branches:
+        return {}
+    pinned = [{**branch, "enum": [None]} if branch.get("nullable") else branch for branch in branches]
+    return {"anyOf": pinned}
 
 
 def _operation(view, endpoint):

@@ -16,11 +16,16 @@ bp = Blueprint("telemetry", __name__, url_prefix="/api/telemetry")
 _accepted_schema = EventAcceptedSchema()
 _health_schema = HealthSchema()
 
+# Both are sent with every answer of their status, hence required.
 _RETRY_AFTER = {
-    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "required": True,
+        "schema": {"type": "integer"},
+    }
 }
 _WWW_AUTHENTICATE = {
-    "WWW-Authenticate": {"description": "The Bearer scheme.", "schema": {"type": "string"}}
+    "WWW-Authenticate": {"description": "The Bearer scheme.", "required": True, "schema": {"type": "string"}}
 }
 
 

@@ -1,0 +1,87 @@
+"""Schemathesis, in process: every route's answers match the OpenAPI document it serves."""
+
+from dataclasses import dataclass
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+
+from app import create_app
+
+# The document comes from the route that serves it; each test then sends its
+# requests to its own app from the factory, which writes events to a temp file.
+schema = schemathesis.openapi.from_wsgi("/api/openapi.json", create_app({"TESTING": True}))
+
+API_OPERATIONS = {
+    "POST /api/telemetry/log",
+    "GET /api/telemetry/health",
+    "POST /api/ai/ask-question",
+    "POST /api/ai/explain-like-10",
+    "POST /api/ai/quiz",
+    "POST /api/ai/diagram",
+}
+
+# The same cases on every run, bounded so that all app states take seconds.
+# One app serves all examples of a test on purpose (each example counts only
+# the event lines it adds), hence the function-scoped fixture is expected.
+BOUNDED = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+@dataclass(frozen=True)
+class AppState:
+    """A configuration to run the whole document against, and whether events reach the stream."""
+
+    config: dict
+    sink_open: bool = True
+
+
+APP_STATES = {
+    "serving": AppState({}),
+    "token-required": AppState({"TELEMETRY_INGEST_TOKEN": "contract-test-token"}),
+    "sink-closed": AppState({}, sink_open=False),
+}
+
+
+def test_schemathesis_covers_every_api_operation():
+    # Schemathesis leaves out the route serving the document; tests/test_openapi.py validates that one.
+    assert {result.ok().label for result in schema.get_all_operations()} == API_OPERATIONS
+
+
+@pytest.fixture(params=APP_STATES)
+def api_app(request, make_app):
+    state = APP_STATES[request.param]
+    app = make_app(state.config)
+    if not state.sink_open:
+        # A sink that refuses events: the log route and health answer 503.
+        with app.app_context():
+            app.extensions["event_logger"].shutdown()
+    return app, state
+
+
+@schema.parametrize()
+@BOUNDED
+def test_answers_match_the_document(case, api_app, read_events):
+    app, state = api_app
+    before = len(read_events(app))
+    response = case.call(app=app)
+    emitted = read_events(app)[before:]
+
+    # With the sink closed, 503 is the documented answer of the log route and
+    # health; every other check still holds them to the document.
+    excluded = [] if state.sink_open else [not_a_server_error]
+    case.validate_response(response, excluded_checks=excluded, transport_kwargs={"app": app})
+    assert response.status_code != 500
+    accepted = case.method == "POST" and 200 <= response.status_code < 300
+    assert len(emitted) == (1 if accepted and state.sink_open else 0)
+    if emitted and case.path == "/api/telemetry/log":
+        assert emitted[0]["event_id"] == response.json()["event_id"]
+    elif emitted:
+        assert emitted[0]["event_type"] == "ai_block_used"
+        assert emitted[0]["payload"]["block_type"] == case.path.rsplit("/", 1)[1]
