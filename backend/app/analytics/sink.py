@@ -109,14 +109,16 @@ class EventSink:
 
     def submit(self, line):
         """Queue ``line`` for writing; False when the sink cannot take it now."""
-        pending = self._queue or self._start()
-        if pending is None or self.stalled():
-            return False
-        try:
-            pending.put_nowait(line)
-        except queue.Full:
-            return False
-        return True
+        # Under the lock, so that close() never misses a line queued as it starts.
+        with self._lock:
+            pending = self._queue or self._start()
+            if pending is None or not self._thread.is_alive() or self.stalled():
+                return False
+            try:
+                pending.put_nowait(line)
+            except queue.Full:
+                return False
+            return True
 
     def stalled(self):
         """True while one write has been blocked longer than the stall limit."""
@@ -170,30 +172,34 @@ class EventSink:
                 handler.close()
 
     def _start(self):
-        with self._lock:
-            if self._closed:
-                return None
-            if self._queue is None:
-                self._queue = queue.Queue(self.capacity)
-                self._thread = threading.Thread(
-                    target=self._write_lines,
-                    args=(self._queue,),
-                    name="telemetry-writer",
-                    daemon=True,
-                )
-                self._thread.start()
-                ref = weakref.ref(self)
-                atexit.register(lambda: (sink := ref()) and sink.close())
-            return self._queue
+        """The queue, its writer thread and exit hook for this process; None once closed."""
+        if self._closed:
+            return None
+        if self._queue is None:
+            self._queue = queue.Queue(self.capacity)
+            self._thread = threading.Thread(
+                target=self._write_lines,
+                args=(self._queue,),
+                name="telemetry-writer",
+                daemon=True,
+            )
+            self._thread.start()
+            ref = weakref.ref(self)
+            atexit.register(lambda: (sink := ref()) and sink.close())
+        return self._queue
 
     def _write_lines(self, pending):
         while True:
             line = pending.get()
+            if line is _STOP:
+                pending.task_done()
+                return
+            self._writing_since = time.monotonic()
             try:
-                if line is _STOP:
-                    return
-                self._writing_since = time.monotonic()
                 self._logger.info(line)
+            except Exception as error:
+                # A handler attached to the events logger failed; the next line may not.
+                self._count_failure(error)
             finally:
                 self._writing_since = None
                 pending.task_done()
