@@ -1,10 +1,19 @@
-"""The event sink under faults: stalled, full, dead or closed."""
+"""The event sink under faults: stalled, full, dead or closed, and at interpreter exit."""
 
+import json
 import logging
+import os
+import select
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
+
+from app.analytics.sink import write_line
+
+from gunicorn_server import REPO_ROOT
 
 VISIT = {"event_type": "chapter_visit", "payload": {"chapter_id": "ch-1"}}
 QUIZ = {"chapter_id": "ch-1", "num_questions": 1}
@@ -163,3 +172,82 @@ def test_shutdown_drains_then_refuses_and_is_idempotent(make_app, on_events_logg
     assert refused.status_code == 503
     status, report = health(client)
     assert (status, report["reason"], report["events_dropped"]) == (503, "the event writer has shut down", 1)
+
+
+def test_shutdown_gives_up_on_a_stream_that_takes_nothing(make_app, on_events_logger, caplog):
+    gated = on_events_logger(GatedHandler())
+    app = make_app({"TELEMETRY_STALL_SECONDS": 0.1})
+    client = app.test_client()
+    for _ in range(3):
+        client.post("/api/telemetry/log", json=VISIT)
+    assert gated.entered.wait(5)
+
+    with app.app_context():
+        app.extensions["event_logger"].shutdown()
+
+    (warning,) = [record for record in caplog.records if "before shutdown" in record.getMessage()]
+    assert warning.getMessage() == (
+        "telemetry: 3 event(s) were not written before shutdown: the event stream is not accepting writes"
+    )
+
+
+_EXIT_WITHOUT_SHUTDOWN = """
+import sys
+sys.path.insert(0, "backend")
+from app import create_app
+app = create_app()
+with app.app_context():
+    for number in range(2000):
+        app.extensions["event_logger"].log("chapter_visit", {"chapter_id": str(number)})
+"""
+
+
+@pytest.mark.parametrize("events_log", [None, "events.jsonl"])
+def test_normal_interpreter_exit_writes_every_queued_event(tmp_path, events_log):
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FLASK_")}
+    if events_log:
+        env["FLASK_TELEMETRY_EVENTS_LOG"] = str(tmp_path / events_log)
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_WITHOUT_SHUTDOWN],
+        cwd=REPO_ROOT, env=env, capture_output=True, timeout=60, check=True,
+    )
+
+    stream = (tmp_path / events_log).read_bytes() if events_log else done.stdout
+    lines = [json.loads(line) for line in stream.splitlines()]
+    assert [line["payload"]["chapter_id"] for line in lines] == [str(number) for number in range(2000)]
+    assert done.stderr == b""
+
+
+def test_default_stream_follows_a_replaced_stdout(make_app, capsys):
+    app = make_app({"TELEMETRY_EVENTS_LOG": None})
+    with app.app_context():
+        app.extensions["event_logger"].log("chapter_visit", {"chapter_id": "captured"})
+        assert app.extensions["event_logger"].flush()
+
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["payload"] == {"chapter_id": "captured"}
+
+
+def test_a_line_to_a_full_non_blocking_pipe_waits_and_stays_whole():
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    filled = 0
+    try:
+        while True:
+            filled += os.write(write_fd, b"f" * 1024)
+    except BlockingIOError:
+        pass
+    line = b'{"text":"' + b"y" * 4000 + b'"}\n'
+    writer = threading.Thread(target=write_line, args=(write_fd, line))
+    writer.start()
+    received = b""
+    try:
+        # Read until the line is through or the pipe stays empty for a while.
+        while len(received) < filled + len(line) and select.select([read_fd], [], [], 5)[0]:
+            received += os.read(read_fd, 65536)
+    finally:
+        writer.join(5)
+        os.close(read_fd)
+        os.close(write_fd)
+
+    assert received == b"f" * filled + line
