@@ -1,6 +1,7 @@
 """Hostile bodies and credentials: a clear 4xx problem or one intact line, never a 500."""
 
 import hmac
+import io
 import json
 import socket
 from pathlib import Path
@@ -210,9 +211,14 @@ def test_oversized_body_is_refused_before_it_is_all_sent(tmp_path):
     start = b'{"event_type":"chapter_visit","payload":{"s":"' + b"x" * 4000
     # A 10 MiB body announced, 4 kB of it sent: the server must answer without the rest.
     announced = (head + f"Content-Length: {10 * 1024 * 1024}\r\n\r\n").encode() + start
+    # Chunked, no length announced: 70 kB sent and never finished.
+    chunk = b"x" * 7000
+    chunked = (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + b"".join(
+        b"%x\r\n%s\r\n" % (len(part), part) for part in [start, *[chunk] * 10]
+    )
 
     with GunicornServer(tmp_path) as server:
-        replies = [_exchange(server.port, announced)]
+        replies = [_exchange(server.port, request) for request in (announced, chunked)]
         exit_code = server.stop()
 
     for reply in replies:
@@ -223,3 +229,23 @@ def test_oversized_body_is_refused_before_it_is_all_sent(tmp_path):
     assert exit_code == 0
     assert server.event_lines() == []
 
+
+@pytest.mark.parametrize(
+    ("extra", "status"),
+    [pytest.param(b"", 202, id="exactly-the-limit"), pytest.param(b" ", 413, id="one-byte-over")],
+)
+def test_streamed_body_is_held_to_max_content_length(make_app, read_events, extra, status):
+    app = make_app({"MAX_CONTENT_LENGTH": 1024})
+    body = event(b'{"chapter_id":"ch-1"}').ljust(1024) + extra
+
+    # Chunked, as gunicorn passes it on: no length, the server ends the stream.
+    response = app.test_client().post(
+        LOG,
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+    assert response.status_code == status
+    assert len(read_events(app)) == (status == 202)
