@@ -1,14 +1,17 @@
 """A real gunicorn serving wsgi:app on a free loopback port, for end-to-end tests."""
 
+import http.client
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +24,9 @@ class GunicornServer:
     Binding port 0 lets the kernel pick a free port; the port is read back
     from gunicorn's "Listening at" line, so there is no race for it. Stdout
     (the event stream) and stderr go to files in ``workdir`` unless
-    ``stdout`` names another target, e.g. a pipe nobody reads.
+    ``stdout`` names another target, e.g. a ``StdoutPipe``. Gunicorn runs in
+    its own process group (led by the master), so workers a killed master
+    leaves behind are killed with it.
     """
 
     def __init__(self, workdir, *options, workers=2, env=None, stdout=None, boot_timeout=30):
@@ -35,6 +40,7 @@ class GunicornServer:
         self.boot_timeout = boot_timeout
         self.process = None
         self.port = None
+        self._terminated = False
 
     @property
     def url(self):
@@ -51,7 +57,13 @@ class GunicornServer:
         stdout = self.stdout if self.stdout is not None else open(self.stdout_path, "wb")
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=self.env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
+                command,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=stdout,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         if self.stdout is None:
             stdout.close()
@@ -59,20 +71,29 @@ class GunicornServer:
         self._wait_until_serving()
         return self
 
+    def terminate(self):
+        """Send SIGTERM to the master once, without waiting: a graceful shutdown starts."""
+        if self.process is not None and self.process.poll() is None and not self._terminated:
+            self._terminated = True
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self, timeout=30):
-        """SIGTERM the master and wait for it; SIGKILL if it will not go. Returns the exit code."""
+        """SIGTERM the master and wait for it; SIGKILL its process group if it will not go.
+
+        Returns the master's exit code.
+        """
         if self.process is None or self.process.poll() is not None:
             return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             return self.process.wait(5)
 
     def event_lines(self):
         """Every line the server has written to its stdout file, parsed as JSON."""
-        return [json.loads(line) for line in self.stdout_path.read_text("ascii").splitlines()]
+        return json_lines(self.stdout_path)
 
     def stderr_text(self):
         return self.stderr_path.read_text(errors="replace")
@@ -91,6 +112,19 @@ class GunicornServer:
         except urllib.error.HTTPError as error:
             status, reply_headers, raw = error.code, error.headers, error.read()
         return status, reply_headers, json.loads(raw) if raw else None
+
+    def try_request(self, method, path, body=None, headers=None, timeout=10):
+        """``request``, with (None, None, None) when the connection fails, e.g. during shutdown."""
+        try:
+            return self.request(method, path, body, headers, timeout)
+        except (OSError, http.client.HTTPException):
+            return None, None, None
+
+    def burst(self, path, bodies, concurrency=16):
+        """POST every body from a pool of client threads; (status, reply) per body, in order."""
+        with ThreadPoolExecutor(concurrency) as pool:
+            answers = pool.map(lambda body: self.try_request("POST", path, body), bodies)
+            return [(status, reply) for status, _, reply in answers]
 
     def _wait_for_port(self):
         deadline = time.monotonic() + self.boot_timeout
@@ -121,3 +155,56 @@ class GunicornServer:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+def json_lines(path):
+    """Every line of the file at ``path``, parsed as JSON."""
+    return [json.loads(line) for line in Path(path).read_text("ascii").splitlines()]
+
+
+class StdoutPipe:
+    """A pipe for gunicorn's stdout that, once reading starts, is copied to a file like a log shipper does.
+
+    Until ``start_reading`` nobody reads it: it fills, and writes to it block.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._read_fd, self._write_fd = os.pipe()
+        self._reader = None
+
+    def fileno(self):
+        """The write end, for ``GunicornServer(stdout=...)``."""
+        return self._write_fd
+
+    def start_reading(self):
+        self._close_write_end()  # only the server's copies remain, so EOF comes when it exits
+        self._reader = threading.Thread(target=self._copy, name="stdout-reader", daemon=True)
+        self._reader.start()
+
+    def lines(self):
+        """Every line copied so far, parsed as JSON."""
+        return json_lines(self.path)
+
+    def close(self, timeout=30):
+        """Read to the end if reading, then close the pipe."""
+        self._close_write_end()
+        if self._reader is not None:
+            self._reader.join(timeout)
+        os.close(self._read_fd)
+
+    def _copy(self):
+        with open(self.path, "wb") as copy:
+            while chunk := os.read(self._read_fd, 65536):
+                copy.write(chunk)
+
+    def _close_write_end(self):
+        if self._write_fd is not None:
+            os.close(self._write_fd)
+            self._write_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()

@@ -5,7 +5,7 @@ import re
 
 from flask import current_app, request
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 # A "\uD800"-"\uDFFF" escape; only then can the parsed text hold a lone surrogate.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -44,6 +44,11 @@ def json_body():
     if not request.is_json:
         raise UnsupportedMediaType("The request body must be JSON (Content-Type: application/json).")
     data = request.get_data(cache=False)
+    if len(data) == request.max_content_length and request.content_length is None:
+        # A streamed (chunked) body is cut at the limit without an error; one
+        # more byte tells a body of exactly the limit from a longer one.
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
     try:
         value = current_app.json.loads(data)
     except ValueError as exc:

@@ -4,12 +4,16 @@ Requests only enqueue a finished line, so a slow or stalled stream never holds
 a request. The queue and its writer thread belong to one process: they are
 made on first use after any fork (gunicorn workers, ``--preload`` included)
 and drained at interpreter exit, which is how gunicorn workers end on SIGTERM.
+Each line goes to the stream's file descriptor in one write(2), unbuffered:
+lines up to PIPE_BUF stay whole when several workers share a pipe or a file,
+and nothing is left to flush at exit.
 """
 
 import atexit
 import logging
 import os
 import queue
+import select
 import sys
 import threading
 import time
@@ -23,6 +27,8 @@ DRAIN_SECONDS = 10.0
 
 _STOP = object()
 
+_log = logging.getLogger(__name__)
+
 
 def events_logger():
     """The parent logger every app's events pass through exactly once."""
@@ -33,36 +39,78 @@ def events_logger():
     return logger
 
 
-class _ReportingHandlerMixin:
-    """Counts write failures instead of printing a traceback per event."""
+def write_line(fd, data):
+    """Write ``data`` to ``fd`` in one write(2) whenever the stream takes it whole."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            # A descriptor inherited in non-blocking mode: wait for room rather
+            # than lose the line; a line up to PIPE_BUF then goes in whole.
+            select.select([], [fd], [])
+
+
+class LineHandler(logging.Handler):
+    """Writes each record as one line straight to a file descriptor; failures are counted.
+
+    Nothing is buffered, so nothing is left to flush at exit, and no lock is
+    held while writing: a writer stuck on a stream nobody reads would
+    otherwise hang ``logging.shutdown()`` when the process exits.
+    """
 
     on_error = None
+
+    def handle(self, record):
+        if self.filter(record):
+            self.emit(record)
+        return True
+
+    def emit(self, record):
+        try:
+            self.write((self.format(record) + "\n").encode("ascii"))
+        except Exception:
+            self.handleError(record)
 
     def handleError(self, record):
         if self.on_error is not None:
             self.on_error(sys.exc_info()[1])
 
 
-class StdoutHandler(_ReportingHandlerMixin, logging.StreamHandler):
+class StdoutHandler(LineHandler):
     """Writes to whatever ``sys.stdout`` is at the time of each write."""
 
-    def __init__(self):
-        logging.Handler.__init__(self)
+    def write(self, data):
+        stream = sys.stdout
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            # A stand-in without a descriptor, e.g. a test runner's capture.
+            stream.write(data.decode("ascii"))
+            stream.flush()
+            return
+        write_line(fd, data)
 
-    @property
-    def stream(self):
-        return sys.stdout
 
-    @stream.setter
-    def stream(self, value):
-        pass  # always the current sys.stdout
-
-
-class AppendFileHandler(_ReportingHandlerMixin, logging.FileHandler):
-    """Appends to a file; O_APPEND keeps concurrent workers' lines whole."""
+class AppendFileHandler(LineHandler):
+    """Appends to a file opened with O_APPEND, so concurrent workers' lines stay whole."""
 
     def __init__(self, path):
-        super().__init__(path, mode="a", encoding="ascii")
+        super().__init__()
+        self.path = os.fspath(path)
+        self._fd = None
+
+    def write(self, data):
+        if self._fd is None:
+            # Opened by the first write, i.e. in the worker process that writes.
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        write_line(self._fd, data)
+
+    def close(self):
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        super().close()
 
 
 def make_handler(path):
@@ -92,8 +140,6 @@ class EventSink:
         self._logger = logger
         self.capacity = capacity
         self._stall_seconds = stall_seconds
-        self._lock = threading.Lock()
-        self.failed = 0
         self._reset()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: (sink := ref()) and sink._reset())
@@ -101,22 +147,29 @@ class EventSink:
             handler.on_error = self._count_failure
 
     def _reset(self):
+        # A fresh lock too: one held by another thread at fork stays held in the child.
+        self._lock = threading.Lock()
         self._queue = None
         self._thread = None
         self._writing_since = None
         self._closed = False
+        self._queued = 0
+        self._handled = 0
         self.failed = 0
 
     def submit(self, line):
         """Queue ``line`` for writing; False when the sink cannot take it now."""
-        pending = self._queue or self._start()
-        if pending is None or self.stalled():
-            return False
-        try:
-            pending.put_nowait(line)
-        except queue.Full:
-            return False
-        return True
+        # Under the lock, so that close() never misses a line queued as it starts.
+        with self._lock:
+            pending = self._queue or self._start()
+            if pending is None or not self._thread.is_alive() or self.stalled():
+                return False
+            try:
+                pending.put_nowait(line)
+            except queue.Full:
+                return False
+            self._queued += 1
+            return True
 
     def stalled(self):
         """True while one write has been blocked longer than the stall limit."""
@@ -147,55 +200,86 @@ class EventSink:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 return False
             time.sleep(0.001)
-        for handler in self._logger.handlers:
-            handler.flush()
         return True
 
     def close(self, timeout=DRAIN_SECONDS):
-        """Drain what is queued, stop the writer and close the stream; idempotent."""
+        """Write what is queued, stop the writer and close the stream; idempotent.
+
+        Later lines are refused. The drain gives up after ``timeout`` seconds,
+        or once the stream has taken nothing for the stall limit, so a stream
+        nobody reads cannot keep the process from exiting; the lines it could
+        not write are reported on this module's logger.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             pending, thread = self._queue, self._thread
-        if pending is not None and thread.is_alive():
-            try:
-                pending.put(_STOP, timeout=timeout)
-            except queue.Full:
-                pass
-            thread.join(timeout)
+        if pending is not None and not self._drain(pending, thread, timeout):
+            _log.warning(
+                "telemetry: %d event(s) were not written before shutdown: %s",
+                self._queued - self._handled,
+                "the event writer thread has stopped"
+                if not thread.is_alive()
+                else "the event stream is not accepting writes",
+            )
+            if thread.is_alive():
+                return  # the writer still holds the stream
         for handler in self._logger.handlers:
-            handler.flush()
-            if isinstance(handler, logging.FileHandler):
-                handler.close()
+            handler.close()
+
+    def _drain(self, pending, thread, timeout):
+        """Let the writer empty the queue and stop; True once every line is handled."""
+        deadline = time.monotonic() + timeout
+        progress, progress_at = self._handled, time.monotonic()
+        stop_queued = False
+        while thread.is_alive():
+            if not stop_queued:
+                try:
+                    pending.put_nowait(_STOP)
+                    stop_queued = True
+                except queue.Full:
+                    pass  # nothing new is queued once closed, so room will come
+            thread.join(0.01)
+            now = time.monotonic()
+            if self._handled != progress:
+                progress, progress_at = self._handled, now
+            if now > deadline or now - progress_at > self._stall_seconds:
+                break
+        return self._handled == self._queued
 
     def _start(self):
-        with self._lock:
-            if self._closed:
-                return None
-            if self._queue is None:
-                self._queue = queue.Queue(self.capacity)
-                self._thread = threading.Thread(
-                    target=self._write_lines,
-                    args=(self._queue,),
-                    name="telemetry-writer",
-                    daemon=True,
-                )
-                self._thread.start()
-                ref = weakref.ref(self)
-                atexit.register(lambda: (sink := ref()) and sink.close())
-            return self._queue
+        """The queue, its writer thread and exit hook for this process; None once closed."""
+        if self._closed:
+            return None
+        if self._queue is None:
+            self._queue = queue.Queue(self.capacity)
+            self._thread = threading.Thread(
+                target=self._write_lines,
+                args=(self._queue,),
+                name="telemetry-writer",
+                daemon=True,
+            )
+            self._thread.start()
+            ref = weakref.ref(self)
+            atexit.register(lambda: (sink := ref()) and sink.close())
+        return self._queue
 
     def _write_lines(self, pending):
         while True:
             line = pending.get()
+            if line is _STOP:
+                pending.task_done()
+                return
+            self._writing_since = time.monotonic()
             try:
-                if line is _STOP:
-                    return
-                self._writing_since = time.monotonic()
                 self._logger.info(line)
+            except Exception as error:
+                # A handler attached to the events logger failed; the next line may not.
+                self._count_failure(error)
             finally:
                 self._writing_since = None
+                self._handled += 1
                 pending.task_done()
 
     def _count_failure(self, error):
