@@ -16,15 +16,19 @@ _LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 
 
 class GunicornServer:
-    """Starts ``gunicorn wsgi:app`` bound to 127.0.0.1:0 and stops it by PID.
+    """Starts gunicorn (``wsgi:app`` unless told otherwise) on 127.0.0.1:0 and stops it by PID.
 
     Binding port 0 lets the kernel pick a free port; the port is read back
     from gunicorn's "Listening at" line, so there is no race for it. Stdout
     (the event stream) and stderr go to files in ``workdir`` unless
-    ``stdout`` names another target, e.g. a pipe nobody reads.
+    ``stdout`` names another target, e.g. a pipe nobody reads. The server is
+    ready once ``ready_path`` gets an HTTP answer, whatever its status.
     """
 
-    def __init__(self, workdir, *options, workers=2, env=None, stdout=None, boot_timeout=30):
+    def __init__(
+        self, workdir, *options, workers=2, env=None, stdout=None, boot_timeout=30,
+        app="wsgi:app", ready_path="/api/telemetry/health",
+    ):
         self.workdir = Path(workdir)
         self.stdout_path = self.workdir / "gunicorn.stdout"
         self.stderr_path = self.workdir / "gunicorn.stderr"
@@ -33,6 +37,8 @@ class GunicornServer:
         self.env.update(env or {})
         self.stdout = stdout
         self.boot_timeout = boot_timeout
+        self.app = app
+        self.ready_path = ready_path
         self.process = None
         self.port = None
 
@@ -46,7 +52,7 @@ class GunicornServer:
             "--bind", "127.0.0.1:0",
             "--no-control-socket",
             *self.options,
-            "wsgi:app",
+            self.app,
         ]
         stdout = self.stdout if self.stdout is not None else open(self.stdout_path, "wb")
         with open(self.stderr_path, "wb") as stderr:
@@ -79,6 +85,10 @@ class GunicornServer:
 
     def request(self, method, path, body=None, headers=None, timeout=10):
         """Send one request; returns (status, headers, parsed JSON body or None)."""
+        status, reply_headers, raw = self._send(method, path, body, headers, timeout)
+        return status, reply_headers, json.loads(raw) if raw else None
+
+    def _send(self, method, path, body=None, headers=None, timeout=10):
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method)
         if data is not None:
@@ -90,7 +100,7 @@ class GunicornServer:
                 status, reply_headers, raw = response.status, response.headers, response.read()
         except urllib.error.HTTPError as error:
             status, reply_headers, raw = error.code, error.headers, error.read()
-        return status, reply_headers, json.loads(raw) if raw else None
+        return status, reply_headers, raw
 
     def _wait_for_port(self):
         deadline = time.monotonic() + self.boot_timeout
@@ -108,8 +118,8 @@ class GunicornServer:
         deadline = time.monotonic() + self.boot_timeout
         while time.monotonic() < deadline:
             try:
-                if self.request("GET", "/api/telemetry/health", timeout=2)[0] in (200, 503):
-                    return
+                self._send("GET", self.ready_path, timeout=2)
+                return
             except OSError:
                 pass
             time.sleep(0.05)
