@@ -1,8 +1,9 @@
 """HTTP benchmark: the telemetry route and an AI block under gunicorn, against baselines."""
 
+import os
 import statistics
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gunicorn_server import GunicornServer
@@ -12,6 +13,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 WORKERS = 2
 # The last events of a memory checkpoint are sent by the Python client, which can stop at a count.
 _EXACT_TAIL = 2000
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 EVENT_BODY = {"event_type": "chapter_visit", "payload": {"user_id": "u-42", "chapter_id": "ch-3"}}
 QUESTION_BODY = {"chapter_id": "ch-3", "section_id": "s-1", "question": "Why is the sky blue?"}
 
@@ -77,13 +79,29 @@ def measure(workdir, rounds, seconds, connections, progress=print):
                 results[variant.name].append(result)
                 progress(
                     f"  round {round_number + 1}/{rounds} {variant.name:<24} {result.rps:8.0f} req/s"
-                    f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}"
+                    f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  CPU {result.cpu_us:5.0f} µs/req"
+                    f"  errors {result.errors}"
                 )
     return results
 
 
 def _load(servers, variant, seconds, connections):
-    return run_load(servers[variant.server].url + variant.path, variant.body, seconds, connections)
+    server = servers[variant.server]
+    workers = _children(server.process.pid)
+    cpu_before = _cpu_seconds(workers)
+    result = run_load(server.url + variant.path, variant.body, seconds, connections)
+    # CPU time is far less sensitive than req/s to other processes sharing the cores.
+    cpu = (_cpu_seconds(workers) - cpu_before) / max(result.requests, 1)
+    return replace(result, cpu_us=cpu * 1e6)
+
+
+def _cpu_seconds(pids):
+    """User plus system CPU time of these processes so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / _CLOCK_TICKS
 
 
 def median_of(results, attribute):

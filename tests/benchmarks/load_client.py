@@ -31,6 +31,7 @@ class LoadResult:
     errors: int
     p50_ms: float
     p99_ms: float
+    cpu_us: float | None = None  # server workers' CPU time per request, when measured
 
     @property
     def rps(self):

@@ -82,6 +82,8 @@ def _results(logged, baseline, http, memory):
     tele_p99 = http_bench.paired_ratios(http, "p99_ms", "telemetry route", "minimal Flask")
     raw_rps = http_bench.paired_ratios(http, "rps", "telemetry route", "raw WSGI")
     ai_rps = http_bench.paired_ratios(http, "rps", "AI block, telemetry on", "AI block, telemetry off")
+    tele_cpu = http_bench.paired_ratios(http, "cpu_us", "telemetry route", "minimal Flask")
+    ai_cpu = http_bench.paired_ratios(http, "cpu_us", "AI block, telemetry on", "AI block, telemetry off")
     log_ratio = logged.median_us / baseline.median_us
     block_ratios = [a / b for a, b in zip(logged.block_medians_us, baseline.block_medians_us)]
     growth = memory[-1][1] - memory[0][1]
@@ -92,6 +94,8 @@ def _results(logged, baseline, http, memory):
         "ratio_log_vs_baseline": (log_ratio, _spread(block_ratios), log_ratio <= 1.5),
         "memory_growth_mb": (growth, "", growth <= 10),
         "ratio_telemetry_vs_raw_wsgi": (statistics.median(raw_rps), _spread(raw_rps), None),
+        "ratio_telemetry_cpu_vs_flask": (statistics.median(tele_cpu), _spread(tele_cpu), None),
+        "ratio_ai_cpu_on_vs_off": (statistics.median(ai_cpu), _spread(ai_cpu), None),
         "ratio_log_amortised_vs_baseline": (logged.amortised_us / baseline.amortised_us, "", None),
     }
 
@@ -101,13 +105,14 @@ def _spread(ratios):
 
 
 def _print_http_table(http):
-    print("| HTTP variant | req/s (median) | req/s (min–max) | p50 ms | p99 ms |")
-    print("|---|---:|---:|---:|---:|")
+    print("| HTTP variant | req/s (median) | req/s (min–max) | p50 ms | p99 ms | worker CPU µs/req |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, runs in http.items():
         rates = [result.rps for result in runs]
         print(
             f"| {name} | {statistics.median(rates):.0f} | {min(rates):.0f}–{max(rates):.0f} "
-            f"| {http_bench.median_of(runs, 'p50_ms'):.2f} | {http_bench.median_of(runs, 'p99_ms'):.2f} |"
+            f"| {http_bench.median_of(runs, 'p50_ms'):.2f} | {http_bench.median_of(runs, 'p99_ms'):.2f} "
+            f"| {http_bench.median_of(runs, 'cpu_us'):.0f} |"
         )
 
 
@@ -125,6 +130,8 @@ _LABELS = {
     "ratio_log_vs_baseline": ("EventLogger.log ÷ baseline (median per call)", "≤ 1.5"),
     "memory_growth_mb": ("worker memory growth, MB", "≤ 10"),
     "ratio_telemetry_vs_raw_wsgi": ("telemetry route req/s ÷ raw WSGI", "—"),
+    "ratio_telemetry_cpu_vs_flask": ("telemetry route worker CPU/req ÷ minimal Flask", "—"),
+    "ratio_ai_cpu_on_vs_off": ("AI block worker CPU/req, telemetry on ÷ off", "—"),
     "ratio_log_amortised_vs_baseline": ("EventLogger.log ÷ baseline (amortised)", "—"),
 }
 
