@@ -59,7 +59,11 @@ def start_server(workdir, app, env=None, workers=WORKERS):
 
 
 def measure(workdir, rounds, seconds, connections, progress=print):
-    """Run every variant ``rounds`` times, interleaved, rotating the order each round.
+    """Run every variant ``rounds`` times, interleaved, the order reversed every other round.
+
+    Variants compared with each other are neighbours in VARIANTS, so each
+    pair runs back to back, first A then B, next round B then A: a drift in
+    the machine's load between the two runs cancels out over the rounds.
 
     Returns {variant name: [LoadResult per round]}.
     """
@@ -73,8 +77,7 @@ def measure(workdir, rounds, seconds, connections, progress=print):
         for variant in VARIANTS:  # warm-up: imports done, code paths hot
             _load(servers, variant, 1, connections)
         for round_number in range(rounds):
-            shift = round_number % len(VARIANTS)
-            for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+            for variant in VARIANTS if round_number % 2 == 0 else VARIANTS[::-1]:
                 result = _load(servers, variant, seconds, connections)
                 results[variant.name].append(result)
                 progress(

@@ -31,39 +31,43 @@ class CallCost:
 
 
 def measure(workdir, calls, blocks):
-    """(EventLogger.log, baseline) costs, measured in alternating blocks of calls."""
-    workdir = Path(workdir)
-    app = create_app({"TELEMETRY_EVENTS_LOG": str(workdir / "events.jsonl")})
+    """Costs of EventLogger.log (telemetry on, and off) and of the baseline, in alternating blocks.
+
+    Returns {"log": CallCost, "log_disabled": CallCost, "baseline": CallCost}.
+    """
+    events_log = str(Path(workdir) / "events.jsonl")
+    app = create_app({"TELEMETRY_EVENTS_LOG": events_log})
+    # Validates, stamps and serialises like "log", but has no sink: the caller's work alone.
+    disabled = create_app({"TELEMETRY_EVENTS_LOG": events_log, "TELEMETRY_ENABLED": False})
     # The baseline writes through the same kind of handler to the same file.
-    baseline_logger = app_logger(make_handler(str(workdir / "events.jsonl")))
+    baseline_logger = app_logger(make_handler(events_log))
     event = {
         "event_id": "5c1f0f0e-5f0e-4c39-9d4e-2f9b8f6f2d7a",
         "event_type": "ai_block_used",
         "timestamp": "2026-11-23T19:30:00.123456Z",
         "payload": PAYLOAD,
     }
+    runners = {
+        "log": (app, lambda: app.extensions["event_logger"].log("ai_block_used", PAYLOAD)),
+        "baseline": (app, lambda: baseline_logger.info(json.dumps(event))),
+        "log_disabled": (disabled, lambda: disabled.extensions["event_logger"].log("ai_block_used", PAYLOAD)),
+    }
 
-    def emit_baseline():
-        baseline_logger.info(json.dumps(event))
+    def run(name, count):
+        context_app, emit = runners[name]
+        with context_app.app_context():
+            return _timed_block(emit, count, context_app.extensions["event_logger"].flush)
 
+    for name in runners:  # warm-up: writer thread started, caches filled
+        run(name, _BLOCK)
+    per_block = max(1, calls // blocks)
+    timings = {name: [] for name in runners}
+    for block in range(blocks):
+        for name in list(runners) if block % 2 == 0 else list(runners)[::-1]:
+            timings[name].append(run(name, per_block))
     with app.app_context():
-        event_logger = app.extensions["event_logger"]
-
-        def emit_logged():
-            event_logger.log("ai_block_used", PAYLOAD)
-
-        def drain():
-            event_logger.flush()
-
-        per_block = max(1, calls // blocks)
-        _timed_block(emit_logged, _BLOCK, drain)  # warm-up: writer thread started, caches filled
-        _timed_block(emit_baseline, _BLOCK, drain)
-        logged, baseline = [], []
-        for _ in range(blocks):
-            logged.append(_timed_block(emit_logged, per_block, drain))
-            baseline.append(_timed_block(emit_baseline, per_block, drain))
-        event_logger.shutdown()
-    return _cost(logged), _cost(baseline)
+        app.extensions["event_logger"].shutdown()
+    return {name: _cost(blocks) for name, blocks in timings.items()}
 
 
 def _timed_block(emit, count, drain):

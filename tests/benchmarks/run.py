@@ -18,7 +18,7 @@ import http_bench  # noqa: E402
 import in_process  # noqa: E402
 from load_client import WRK_INSTALL, wrk_available  # noqa: E402
 
-FULL = {"calls": 200_000, "blocks": 10, "rounds": 5, "seconds": 5, "memory": (1_000, 100_000)}
+FULL = {"calls": 200_000, "blocks": 10, "rounds": 10, "seconds": 3, "memory": (1_000, 100_000)}
 QUICK = {"calls": 20_000, "blocks": 4, "rounds": 2, "seconds": 2, "memory": (1_000, 10_000)}
 CONNECTIONS = 4
 
@@ -40,18 +40,18 @@ def main(argv=None):
         workdir = Path(workdir)
         print(f"\n(a) in-process, {settings['calls']:,} calls each, in {settings['blocks']} alternating blocks")
         (workdir / "in-process").mkdir()
-        logged, baseline = in_process.measure(workdir / "in-process", settings["calls"], settings["blocks"])
+        in_process_costs = in_process.measure(workdir / "in-process", settings["calls"], settings["blocks"])
         print(f"\n(b, c) HTTP, gunicorn {http_bench.WORKERS} sync workers each, {client}, "
               f"{settings['rounds']} interleaved rounds of {settings['seconds']} s")
         http = http_bench.measure(workdir, settings["rounds"], settings["seconds"], CONNECTIONS)
         print(f"\n(d) memory of one worker after {' and '.join(f'{n:,}' for n in settings['memory'])} events")
         memory = http_bench.measure_memory(workdir, settings["memory"], CONNECTIONS)
     load_after = os.getloadavg()[0]
-    results = _results(logged, baseline, http, memory)
+    results = _results(in_process_costs, http, memory)
     print()
     _print_http_table(http)
     print()
-    _print_in_process_table(logged, baseline)
+    _print_in_process_table(in_process_costs)
     print()
     _print_targets(results, memory)
     print(f"\nload average (1 min): {load_before:.2f} before, {load_after:.2f} after; client: {client}")
@@ -76,8 +76,9 @@ def _machine_line():
     return f"{now}; {os.cpu_count()} CPUs ({model}); Python {platform.python_version()}; {platform.platform()}"
 
 
-def _results(logged, baseline, http, memory):
+def _results(in_process_costs, http, memory):
     """name: (value, spread text, target holds or None when there is no target)."""
+    logged, baseline = in_process_costs["log"], in_process_costs["baseline"]
     tele_rps = http_bench.paired_ratios(http, "rps", "telemetry route", "minimal Flask")
     tele_p99 = http_bench.paired_ratios(http, "p99_ms", "telemetry route", "minimal Flask")
     raw_rps = http_bench.paired_ratios(http, "rps", "telemetry route", "raw WSGI")
@@ -97,6 +98,7 @@ def _results(logged, baseline, http, memory):
         "ratio_telemetry_cpu_vs_flask": (statistics.median(tele_cpu), _spread(tele_cpu), None),
         "ratio_ai_cpu_on_vs_off": (statistics.median(ai_cpu), _spread(ai_cpu), None),
         "ratio_log_amortised_vs_baseline": (logged.amortised_us / baseline.amortised_us, "", None),
+        "ratio_log_disabled_vs_baseline": (in_process_costs["log_disabled"].median_us / baseline.median_us, "", None),
     }
 
 
@@ -116,11 +118,18 @@ def _print_http_table(http):
         )
 
 
-def _print_in_process_table(logged, baseline):
+_IN_PROCESS_LABELS = {
+    "log": "EventLogger.log",
+    "log_disabled": "EventLogger.log, telemetry disabled (no sink, no writer thread)",
+    "baseline": "json.dumps + logger.info (baseline)",
+}
+
+
+def _print_in_process_table(costs):
     print("| in-process, per call | median µs | amortised µs (writer's drain included) |")
     print("|---|---:|---:|")
-    print(f"| EventLogger.log | {logged.median_us:.1f} | {logged.amortised_us:.1f} |")
-    print(f"| json.dumps + logger.info (baseline) | {baseline.median_us:.1f} | {baseline.amortised_us:.1f} |")
+    for name, label in _IN_PROCESS_LABELS.items():
+        print(f"| {label} | {costs[name].median_us:.1f} | {costs[name].amortised_us:.1f} |")
 
 
 _LABELS = {
@@ -133,6 +142,7 @@ _LABELS = {
     "ratio_telemetry_cpu_vs_flask": ("telemetry route worker CPU/req ÷ minimal Flask", "—"),
     "ratio_ai_cpu_on_vs_off": ("AI block worker CPU/req, telemetry on ÷ off", "—"),
     "ratio_log_amortised_vs_baseline": ("EventLogger.log ÷ baseline (amortised)", "—"),
+    "ratio_log_disabled_vs_baseline": ("EventLogger.log, telemetry disabled ÷ baseline (median)", "—"),
 }
 
 
