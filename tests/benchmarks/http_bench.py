@@ -82,8 +82,8 @@ def measure(workdir, rounds, seconds, connections, progress=print):
                 results[variant.name].append(result)
                 progress(
                     f"  round {round_number + 1}/{rounds} {variant.name:<24} {result.rps:8.0f} req/s"
-                    f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  CPU {result.cpu_us:5.0f} µs/req"
-                    f"  errors {result.errors}"
+                    f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
+                    f"  CPU {result.cpu_us:5.0f} µs/req  errors {result.errors}"
                 )
     return results
 

@@ -33,12 +33,13 @@ def main(argv=None):
         client = f"wrk 1 thread, {CONNECTIONS} connections"
     else:
         client = f"Python http.client fallback, {CONNECTIONS} threads"
-        print(f"wrk is not installed (install it with `{WRK_INSTALL}`); falling back to a Python load client,")
-        print("which is slower and shares the 2 cores with the servers: ratios stay comparable, absolute rates drop.")
+        print(f"wrk is not installed (install it with `{WRK_INSTALL}`); falling back to a Python")
+        print("load client, which is slower and shares the cores with the servers: ratios stay")
+        print("comparable, absolute rates drop.")
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="telemetry-bench-") as workdir:
         workdir = Path(workdir)
-        print(f"\n(a) in-process, {settings['calls']:,} calls each, in {settings['blocks']} alternating blocks")
+        print(f"\n(a) in-process, {settings['calls']:,} calls each, {settings['blocks']} alternating blocks")
         (workdir / "in-process").mkdir()
         in_process_costs = in_process.measure(workdir / "in-process", settings["calls"], settings["blocks"])
         print(f"\n(b, c) HTTP, gunicorn {http_bench.WORKERS} sync workers each, {client}, "
@@ -73,32 +74,38 @@ def _machine_line():
     except (OSError, StopIteration):
         pass
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{now}; {os.cpu_count()} CPUs ({model}); Python {platform.python_version()}; {platform.platform()}"
+    python = platform.python_version()
+    return f"{now}; {os.cpu_count()} CPUs ({model}); Python {python}; {platform.platform()}"
 
 
 def _results(in_process_costs, http, memory):
-    """name: (value, spread text, target holds or None when there is no target)."""
+    """name: (value, per-round range, whether its target holds or None where there is none)."""
     logged, baseline = in_process_costs["log"], in_process_costs["baseline"]
-    tele_rps = http_bench.paired_ratios(http, "rps", "telemetry route", "minimal Flask")
-    tele_p99 = http_bench.paired_ratios(http, "p99_ms", "telemetry route", "minimal Flask")
-    raw_rps = http_bench.paired_ratios(http, "rps", "telemetry route", "raw WSGI")
-    ai_rps = http_bench.paired_ratios(http, "rps", "AI block, telemetry on", "AI block, telemetry off")
-    tele_cpu = http_bench.paired_ratios(http, "cpu_us", "telemetry route", "minimal Flask")
-    ai_cpu = http_bench.paired_ratios(http, "cpu_us", "AI block, telemetry on", "AI block, telemetry off")
+
+    def paired(attribute, numerator, denominator, holds=None):
+        ratios = http_bench.paired_ratios(http, attribute, numerator, denominator)
+        value = statistics.median(ratios)
+        return value, _spread(ratios), None if holds is None else holds(value)
+
     log_ratio = logged.median_us / baseline.median_us
     block_ratios = [a / b for a, b in zip(logged.block_medians_us, baseline.block_medians_us)]
     growth = memory[-1][1] - memory[0][1]
+    disabled_ratio = in_process_costs["log_disabled"].median_us / baseline.median_us
     return {
-        "ratio_telemetry_vs_flask": (statistics.median(tele_rps), _spread(tele_rps), statistics.median(tele_rps) >= 0.90),
-        "ratio_telemetry_p99_vs_flask": (statistics.median(tele_p99), _spread(tele_p99), statistics.median(tele_p99) <= 1.5),
-        "ratio_ai_telemetry_on_vs_off": (statistics.median(ai_rps), _spread(ai_rps), statistics.median(ai_rps) >= 0.95),
+        "ratio_telemetry_vs_flask": paired("rps", "telemetry route", "minimal Flask", lambda v: v >= 0.90),
+        "ratio_telemetry_p99_vs_flask": paired(
+            "p99_ms", "telemetry route", "minimal Flask", lambda v: v <= 1.5
+        ),
+        "ratio_ai_telemetry_on_vs_off": paired(
+            "rps", "AI block, telemetry on", "AI block, telemetry off", lambda v: v >= 0.95
+        ),
         "ratio_log_vs_baseline": (log_ratio, _spread(block_ratios), log_ratio <= 1.5),
         "memory_growth_mb": (growth, "", growth <= 10),
-        "ratio_telemetry_vs_raw_wsgi": (statistics.median(raw_rps), _spread(raw_rps), None),
-        "ratio_telemetry_cpu_vs_flask": (statistics.median(tele_cpu), _spread(tele_cpu), None),
-        "ratio_ai_cpu_on_vs_off": (statistics.median(ai_cpu), _spread(ai_cpu), None),
+        "ratio_telemetry_vs_raw_wsgi": paired("rps", "telemetry route", "raw WSGI"),
+        "ratio_telemetry_cpu_vs_flask": paired("cpu_us", "telemetry route", "minimal Flask"),
+        "ratio_ai_cpu_on_vs_off": paired("cpu_us", "AI block, telemetry on", "AI block, telemetry off"),
         "ratio_log_amortised_vs_baseline": (logged.amortised_us / baseline.amortised_us, "", None),
-        "ratio_log_disabled_vs_baseline": (in_process_costs["log_disabled"].median_us / baseline.median_us, "", None),
+        "ratio_log_disabled_vs_baseline": (disabled_ratio, "", None),
     }
 
 

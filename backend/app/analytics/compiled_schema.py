@@ -145,7 +145,8 @@ def _dump_plan(schema):
     steps = []
     for attr_name, field in schema.dump_fields.items():
         kind = {fields.String: str, fields.Boolean: bool}.get(type(field))
-        source = field.attribute or attr_name
+        # As Field.serialize looks it up: a dotted name is a path, which the plan leaves to marshmallow.
+        source = attr_name if field.attribute is None else field.attribute
         if kind is None or "." in source:
             return None
         steps.append((source, field.data_key if field.data_key is not None else attr_name, kind))
