@@ -19,17 +19,21 @@ _LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 
 
 class GunicornServer:
-    """Starts ``gunicorn wsgi:app`` bound to 127.0.0.1:0 and stops it by PID.
+    """Starts gunicorn (``wsgi:app`` unless told otherwise) on 127.0.0.1:0 and stops it by PID.
 
     Binding port 0 lets the kernel pick a free port; the port is read back
     from gunicorn's "Listening at" line, so there is no race for it. Stdout
     (the event stream) and stderr go to files in ``workdir`` unless
-    ``stdout`` names another target, e.g. a ``StdoutPipe``. Gunicorn runs in
-    its own process group (led by the master), so workers a killed master
-    leaves behind are killed with it.
+    ``stdout`` names another target, e.g. a ``StdoutPipe``. The server is
+    ready once ``ready_path`` gets an HTTP answer, whatever its status.
+    Gunicorn runs in its own process group (led by the master), so workers a
+    killed master leaves behind are killed with it.
     """
 
-    def __init__(self, workdir, *options, workers=2, env=None, stdout=None, boot_timeout=30):
+    def __init__(
+        self, workdir, *options, workers=2, env=None, stdout=None, boot_timeout=30,
+        app="wsgi:app", ready_path="/api/telemetry/health",
+    ):
         self.workdir = Path(workdir)
         self.stdout_path = self.workdir / "gunicorn.stdout"
         self.stderr_path = self.workdir / "gunicorn.stderr"
@@ -38,6 +42,8 @@ class GunicornServer:
         self.env.update(env or {})
         self.stdout = stdout
         self.boot_timeout = boot_timeout
+        self.app = app
+        self.ready_path = ready_path
         self.process = None
         self.port = None
         self._terminated = False
@@ -52,7 +58,7 @@ class GunicornServer:
             "--bind", "127.0.0.1:0",
             "--no-control-socket",
             *self.options,
-            "wsgi:app",
+            self.app,
         ]
         stdout = self.stdout if self.stdout is not None else open(self.stdout_path, "wb")
         with open(self.stderr_path, "wb") as stderr:
@@ -100,6 +106,10 @@ class GunicornServer:
 
     def request(self, method, path, body=None, headers=None, timeout=10):
         """Send one request; returns (status, headers, parsed JSON body or None)."""
+        status, reply_headers, raw = self._send(method, path, body, headers, timeout)
+        return status, reply_headers, json.loads(raw) if raw else None
+
+    def _send(self, method, path, body=None, headers=None, timeout=10):
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method)
         if data is not None:
@@ -111,7 +121,7 @@ class GunicornServer:
                 status, reply_headers, raw = response.status, response.headers, response.read()
         except urllib.error.HTTPError as error:
             status, reply_headers, raw = error.code, error.headers, error.read()
-        return status, reply_headers, json.loads(raw) if raw else None
+        return status, reply_headers, raw
 
     def try_request(self, method, path, body=None, headers=None, timeout=10):
         """``request``, with (None, None, None) when the connection fails, e.g. during shutdown."""
@@ -142,10 +152,13 @@ class GunicornServer:
         deadline = time.monotonic() + self.boot_timeout
         while time.monotonic() < deadline:
             try:
-                if self.request("GET", "/api/telemetry/health", timeout=2)[0] in (200, 503):
-                    return
+                self._send("GET", self.ready_path, timeout=2)
+                return
             except OSError:
-                pass
+                if self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"gunicorn exited with {self.process.returncode}:\n{self.stderr_text()}"
+                    ) from None
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"gunicorn did not serve within {self.boot_timeout} s:\n{self.stderr_text()}")

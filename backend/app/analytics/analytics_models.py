@@ -7,6 +7,9 @@ from datetime import datetime, timezone
 
 EVENT_TYPES = ("ai_block_used", "chapter_visit", "error_event")
 
+# Built once: json.dumps with options other than the defaults builds an encoder per call.
+_LINE_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
 
 def _new_event_id():
     return str(uuid.uuid4())
@@ -40,6 +43,4 @@ class AnalyticsEvent:
 
     def to_line(self):
         """One compact JSON line, ASCII only so no payload text can break it."""
-        return json.dumps(
-            self.to_dict(), ensure_ascii=True, allow_nan=False, separators=(",", ":")
-        )
+        return _LINE_ENCODER.encode(self.to_dict())

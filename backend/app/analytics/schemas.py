@@ -6,6 +6,7 @@ from datetime import datetime
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from .analytics_models import EVENT_TYPES
+from .compiled_schema import CompiledSchema
 
 BLOCK_TYPES = ("ask-question", "explain-like-10", "quiz", "diagram")
 
@@ -25,7 +26,7 @@ def _iso_datetime(value):
     raise ValidationError("Not a valid ISO 8601 date-time.")
 
 
-class PayloadSchema(Schema):
+class PayloadSchema(CompiledSchema):
     """Known payload fields are type-checked; unknown ones are kept as sent."""
 
     class Meta:
@@ -78,7 +79,7 @@ EVENT_VARIANT_SCHEMAS = tuple(
 )
 
 
-class TelemetryEventSchema(Schema):
+class TelemetryEventSchema(CompiledSchema):
     """Body of ``POST /api/telemetry/log``."""
 
     class Meta:
@@ -93,7 +94,7 @@ class TelemetryEventSchema(Schema):
     )
 
 
-class EventAcceptedSchema(Schema):
+class EventAcceptedSchema(CompiledSchema):
     """Reply to an accepted event."""
 
     status = fields.String(required=True, metadata={"enum": ["accepted"]})

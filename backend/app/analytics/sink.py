@@ -25,6 +25,11 @@ EVENTS_LOGGER_NAME = "app.analytics.events"
 # the master would kill the worker.
 DRAIN_SECONDS = 10.0
 
+# Once the queue is empty the writer lets lines gather this long before it
+# waits again: woken per line, it takes a thread switch from every request
+# (a fifth of a busy worker's time in py-spy); woken per batch, it does not.
+GATHER_SECONDS = 0.02
+
 _STOP = object()
 
 _log = logging.getLogger(__name__)
@@ -281,6 +286,8 @@ class EventSink:
                 self._writing_since = None
                 self._handled += 1
                 pending.task_done()
+            if pending.empty():
+                time.sleep(GATHER_SECONDS)
 
     def _count_failure(self, error):
         with self._lock:
