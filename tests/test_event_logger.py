@@ -44,6 +44,8 @@ def test_log_emits_one_stamped_line(app, events, event_type, payload):
     assert line["event_type"] == event_type
     assert line["payload"] == payload
     assert uuid.UUID(line["event_id"]).version == 4
+    assert uuid.UUID(line["event_id"]).variant == uuid.RFC_4122
+    assert str(uuid.UUID(line["event_id"])) == line["event_id"]
     assert TIMESTAMP.match(line["timestamp"])
     stamped = datetime.fromisoformat(line["timestamp"])
     assert abs((datetime.now(timezone.utc) - stamped).total_seconds()) < 60
@@ -131,6 +133,7 @@ def test_secret_named_keys_are_redacted_at_any_depth(app, events):
         "X-Authorization": None,
         "api_key": "k",
         "myApiKey": ["k"],
+        "X-Api-Key": 1,
     }
     log(app, "chapter_visit", payload)
 
@@ -141,6 +144,7 @@ def test_secret_named_keys_are_redacted_at_any_depth(app, events):
         "X-Authorization": "[REDACTED]",
         "api_key": "[REDACTED]",
         "myApiKey": "[REDACTED]",
+        "X-Api-Key": "[REDACTED]",
     }
 
 

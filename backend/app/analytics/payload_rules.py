@@ -1,12 +1,14 @@
 """Rules applied to every payload before emission: redaction and the size cap."""
 
+import functools
 import json
 import re
 from dataclasses import replace
 
 REDACTED = "[REDACTED]"
 
-_SECRET_KEY = re.compile(r"password|token|secret|authorization|api_?key", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"password|token|secret|authorization|api[_-]?key", re.IGNORECASE)
+_CONTAINERS = (dict, list, tuple)
 
 # Each round shortens the longest string; a payload made of very many short
 # values could need more rounds than are useful, and is emptied instead.
@@ -25,13 +27,19 @@ def redact(value, max_depth, depth=0):
     if isinstance(value, dict):
         return {
             key: REDACTED
-            if isinstance(key, str) and _SECRET_KEY.search(key)
-            else redact(item, max_depth, depth + 1)
+            if isinstance(key, str) and _is_secret_key(key)
+            else redact(item, max_depth, depth + 1) if isinstance(item, _CONTAINERS) else item
             for key, item in value.items()
         }
     if isinstance(value, (list, tuple)):
-        return [redact(item, max_depth, depth + 1) for item in value]
+        return [redact(item, max_depth, depth + 1) if isinstance(item, _CONTAINERS) else item for item in value]
     return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_key(key):
+    # Payloads repeat the same few keys; remembering the verdict skips the regex.
+    return _SECRET_KEY.search(key) is not None
 
 
 def fit_line(event, line, max_bytes):
