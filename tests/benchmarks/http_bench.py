@@ -131,18 +131,25 @@ def measure_memory(workdir, checkpoints, connections, progress=print):
     try:
         (worker,) = _children(server.process.pid)
         readings = []
+        rate = None
         for target in checkpoints:
             logged = _events_logged(server)
             # wrk in time slices while far from the target, then an exact count.
+            # The rate is measured once, and only where a second of load cannot
+            # overshoot the target.
             while target - logged > _EXACT_TAIL:
-                rate = run_load(url, EVENT_BODY, 1, connections).rps
-                logged = _events_logged(server)
-                seconds = int((target - logged - _EXACT_TAIL) / rate)
-                if seconds >= 1:
-                    run_load(url, EVENT_BODY, min(seconds, 30), connections)
+                if rate is None:
+                    rate = run_load(url, EVENT_BODY, 1, connections).rps
                     logged = _events_logged(server)
-            run_python(url, EVENT_BODY, 600, connections, limit=target - logged)
-            logged = _events_logged(server)
+                    continue
+                seconds = int((target - logged - _EXACT_TAIL) / rate)
+                if seconds < 1:
+                    break
+                run_load(url, EVENT_BODY, min(seconds, 30), connections)
+                logged = _events_logged(server)
+            if target > logged:
+                run_python(url, EVENT_BODY, 600, connections, limit=target - logged)
+                logged = _events_logged(server)
             rss = _rss_mb(worker)
             readings.append((logged, rss))
             progress(f"  {logged:>7,} events: worker RSS {rss:.1f} MB")

@@ -102,5 +102,7 @@ def run_python(url, body, seconds, connections, limit=0):
         thread.join()
     elapsed = time.perf_counter() - started
     every = sorted(itertools.chain.from_iterable(latencies))
+    if len(every) < 2:
+        return LoadResult(len(every), elapsed, sum(errors), float("nan"), float("nan"))
     cuts = statistics.quantiles(every, n=100)
     return LoadResult(len(every), elapsed, sum(errors), cuts[49] * 1e3, cuts[98] * 1e3)
