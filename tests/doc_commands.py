@@ -153,20 +153,8 @@ class DocsServer(GunicornServer):
             raise ValueError(f"{block.where}: a server command must bind 127.0.0.1:{DOCS_PORT}")
         self.shell_command = bound
 
-    def start(self):
-        with open(self.stdout_path, "wb") as stdout, open(self.stderr_path, "wb") as stderr:
-            self.process = subprocess.Popen(
-                ["bash", "-e", "-o", "pipefail", "-c", self.shell_command],
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdout=stdout,
-                stderr=stderr,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.port = self._wait_for_port()
-        self._wait_until_serving()
-        return self
+    def command(self):
+        return ["bash", "-e", "-o", "pipefail", "-c", self.shell_command]
 
     def stop(self, timeout=30):
         """SIGTERM the process group, wait until it is empty; SIGKILL what will not go."""

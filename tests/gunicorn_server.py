@@ -52,18 +52,21 @@ class GunicornServer:
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self):
-        command = [
+    def command(self):
+        """The command line that starts the server."""
+        return [
             sys.executable, "-m", "gunicorn",
             "--bind", "127.0.0.1:0",
             "--no-control-socket",
             *self.options,
             self.app,
         ]
+
+    def start(self):
         stdout = self.stdout if self.stdout is not None else open(self.stdout_path, "wb")
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
-                command,
+                self.command(),
                 cwd=REPO_ROOT,
                 env=self.env,
                 stdout=stdout,
