@@ -97,6 +97,7 @@ def test_wrong_payload_field_names_the_field(client):
         (b"null", "application/json"),
         (b'{"event_type": NaN}', "application/json"),
         (b'{"event_type": "chapter_visit", "payload": {"x": Infinity}}', "application/json"),
+        (b'{"event_type": "chapter_visit", "payload": {"x": -1e999}}', "application/json"),
         (b'{"event_type": "chapter_visit", "event_type": "error_event"}', "application/json"),
         (b'{"event_type": "chapter_visit", "payload": {"x": "\\ud800"}}', "application/json"),
         (b'{"event_type": "chapter_visit", "payload": {"x": "\xff"}}', "application/json"),

@@ -7,6 +7,7 @@ from flask import current_app, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
+_INFINITY = float("inf")
 # A "\uD800"-"\uDFFF" escape; only then can the parsed text hold a lone surrogate.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -27,7 +28,11 @@ class StrictJSONProvider(DefaultJSONProvider):
                 raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
         try:
             value = json.loads(
-                s, parse_constant=_reject_constant, object_pairs_hook=_unique_keys, **kwargs
+                s,
+                parse_constant=_reject_constant,
+                parse_float=_finite_float,
+                object_pairs_hook=_unique_keys,
+                **kwargs,
             )
         except RecursionError:
             raise ValueError(f"JSON nests deeper than {max_depth} levels") from None
@@ -60,6 +65,14 @@ def json_body():
 
 def _reject_constant(name):
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text):
+    value = float(text)
+    if value in (_INFINITY, -_INFINITY):
+        # 1e999 is valid JSON syntax but no number an event line can carry.
+        raise ValueError(f"{text} is out of range for a JSON number")
+    return value
 
 
 def _unique_keys(pairs):

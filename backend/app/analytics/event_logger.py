@@ -54,13 +54,14 @@ class _AppTelemetry:
             capacity=config["TELEMETRY_QUEUE_SIZE"],
             stall_seconds=config["TELEMETRY_STALL_SECONDS"],
         )
-        self.lock = threading.Lock()
         self.reset_counters()
         ref = weakref.ref(self)
         # Counts are per worker process: a forked worker starts from zero.
         os.register_at_fork(after_in_child=lambda: (state := ref()) and state.reset_counters())
 
     def reset_counters(self):
+        # A fresh lock too: one held by another thread at fork stays held in the child.
+        self.lock = threading.Lock()
         self.logged = Counter()
         self.dropped = 0
         self.refused = 0
@@ -101,9 +102,10 @@ class EventLogger:
         counted and warned about on the app logger.
         """
         state = self._state()
-        event, line = fit_line(*self._build(state, event_type, payload), state.max_bytes)
+        event, line = self._build(state, event_type, payload)
         if not state.enabled:
             return
+        event, line = fit_line(event, line, state.max_bytes)
         if state.sink.submit(line):
             state.count_logged(event.event_type)
         else:

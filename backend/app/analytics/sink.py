@@ -166,7 +166,7 @@ class EventSink:
         """Queue ``line`` for writing; False when the sink cannot take it now."""
         # Under the lock, so that close() never misses a line queued as it starts.
         with self._lock:
-            pending = self._queue or self._start()
+            pending = self._queue if self._queue is not None else self._start()
             if pending is None or not self._thread.is_alive() or self.stalled():
                 return False
             try:
