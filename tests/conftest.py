@@ -3,11 +3,11 @@
 import json
 import logging
 import os
-import threading
 
 import pytest
 
 from app import create_app
+from handlers import GatedHandler
 
 
 @pytest.fixture(autouse=True)
@@ -91,17 +91,23 @@ def events_logger_records():
 
 
 @pytest.fixture
-def stalled_stream():
-    """A handler on ``app.analytics.events`` whose writes block until the event is set."""
-    release = threading.Event()
+def on_events_logger(make_app):
+    """Attach handlers to ``app.analytics.events``; removed (gates opened) before the apps shut down."""
+    attached = []
 
-    class BlockingHandler(logging.Handler):
-        def emit(self, record):
-            release.wait(10)
+    def attach(handler):
+        logging.getLogger("app.analytics.events").addHandler(handler)
+        attached.append(handler)
+        return handler
 
-    handler = BlockingHandler()
-    parent = logging.getLogger("app.analytics.events")
-    parent.addHandler(handler)
-    yield release
-    release.set()
-    parent.removeHandler(handler)
+    yield attach
+    for handler in attached:
+        if isinstance(handler, GatedHandler):
+            handler.gate.set()
+        logging.getLogger("app.analytics.events").removeHandler(handler)
+
+
+@pytest.fixture
+def stalled_stream(on_events_logger):
+    """A stream that takes nothing until the returned gate is set."""
+    return on_events_logger(GatedHandler()).gate

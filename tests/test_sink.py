@@ -14,6 +14,7 @@ import pytest
 from app.analytics.sink import write_line
 
 from gunicorn_server import REPO_ROOT
+from handlers import GatedHandler
 
 VISIT = {"event_type": "chapter_visit", "payload": {"chapter_id": "ch-1"}}
 QUIZ = {"chapter_id": "ch-1", "num_questions": 1}
@@ -27,19 +28,6 @@ def wait_until(condition, seconds=5.0):
         time.sleep(0.01)
 
 
-class GatedHandler(logging.Handler):
-    """Holds every event until the gate opens, like a stream nobody reads."""
-
-    def __init__(self):
-        super().__init__()
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-
-    def emit(self, record):
-        self.entered.set()
-        self.gate.wait(10)
-
-
 class RaisingHandler(logging.Handler):
     """Raises the given exception for every event."""
 
@@ -49,23 +37,6 @@ class RaisingHandler(logging.Handler):
 
     def handle(self, record):
         raise self.error
-
-
-@pytest.fixture
-def on_events_logger(make_app):
-    """Attach a handler to ``app.analytics.events``; removed before the apps shut down."""
-    attached = []
-
-    def attach(handler):
-        logging.getLogger("app.analytics.events").addHandler(handler)
-        attached.append(handler)
-        return handler
-
-    yield attach
-    for handler in attached:
-        if isinstance(handler, GatedHandler):
-            handler.gate.set()
-        logging.getLogger("app.analytics.events").removeHandler(handler)
 
 
 def health(client):
