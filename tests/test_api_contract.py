@@ -15,6 +15,8 @@ schema = schemathesis.openapi.from_wsgi("/api/openapi.json", create_app({"TESTIN
 
 API_OPERATIONS = {
     "POST /api/telemetry/log",
+    "POST /api/telemetry/batch",
+    "GET /api/telemetry/client.js",
     "GET /api/telemetry/health",
     "POST /api/ai/ask-question",
     "POST /api/ai/explain-like-10",

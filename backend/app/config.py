@@ -1,8 +1,12 @@
 """Configuration defaults and the startup check that refuses bad values."""
 
+import re
+
 DEFAULTS = {
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "JSON_MAX_DEPTH": 32,
+    "CORS_ORIGINS": "*",
+    "TELEMETRY_MAX_BATCH_EVENTS": 100,
     "TELEMETRY_ENABLED": True,
     "TELEMETRY_EVENTS_LOG": None,
     "TELEMETRY_INGEST_TOKEN": None,
@@ -19,6 +23,9 @@ TELEMETRY_KEYS = tuple(key for key in DEFAULTS if key.startswith("TELEMETRY_"))
 # workers share one pipe; longer ones could interleave.
 PIPE_BUF = 4096
 
+# scheme://host[:port], as browsers send it in the Origin header.
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s*\\^$()\[\]]+/?\Z", re.IGNORECASE)
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -31,6 +38,7 @@ def validate_app_config(config):
     """Coerce the HTTP limits (environment values arrive as strings); reject bad ones."""
     _integer(config, "MAX_CONTENT_LENGTH", 1, 100 * 1024 * 1024)
     _integer(config, "JSON_MAX_DEPTH", 2, 512)
+    config["CORS_ORIGINS"] = _origins(config, "CORS_ORIGINS")
 
 
 def validate_telemetry_config(config):
@@ -40,6 +48,7 @@ def validate_telemetry_config(config):
     config["TELEMETRY_ENABLED"] = _boolean(config, "TELEMETRY_ENABLED")
     _integer(config, "TELEMETRY_MAX_EVENT_BYTES", 256, PIPE_BUF)
     _integer(config, "TELEMETRY_QUEUE_SIZE", 1, 1_000_000)
+    _integer(config, "TELEMETRY_MAX_BATCH_EVENTS", 1, 1000)
     _integer(config, "TELEMETRY_RETRY_AFTER", 1, 3600)
     _number(config, "TELEMETRY_STALL_SECONDS", 0.05, 600)
     _number(config, "TELEMETRY_WARN_INTERVAL", 0, 86_400)
@@ -67,6 +76,25 @@ def _boolean(config, key):
     if value in (0, 1):
         return bool(value)
     raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def _origins(config, key):
+    """``"*"``, or a list of exact origins (a string may separate them with commas or spaces)."""
+    value = config.get(key, "*")
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    if value == ["*"] or value == ("*",):
+        return "*"
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f'{key} must be "*" or a list of origins, got {config.get(key)!r}')
+    for origin in value:
+        if not isinstance(origin, str) or not (origin == "null" or _ORIGIN.match(origin)):
+            raise ConfigError(
+                f"{key} must list origins such as https://textbook.example.org "
+                f"(scheme://host[:port], no path), got {origin!r}"
+            )
+    # Browsers send an origin without a trailing slash, and compare it case-insensitively.
+    return [origin.rstrip("/").lower() for origin in value]
 
 
 def _integer(config, key, low, high):

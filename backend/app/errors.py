@@ -13,8 +13,19 @@ PROBLEM_MIMETYPE = "application/problem+json"
 _ERROR_MESSAGE_CHARS = 500
 
 
-def problem(status, detail, *, errors=None, headers=None):
-    """A problem+json response; ``type`` is about:blank, so ``title`` is the status phrase."""
+class BatchRefused(Exception):
+    """No event of a batch was accepted; carries the per-event results for the problem."""
+
+    def __init__(self, reply):
+        super().__init__("no event of the batch was accepted")
+        self.reply = reply
+
+
+def problem(status, detail, *, errors=None, headers=None, **members):
+    """A problem+json response; ``type`` is about:blank, so ``title`` is the status phrase.
+
+    ``members`` are extension members (RFC 9457 section 3.2) added after the standard ones.
+    """
     body = {
         "type": "about:blank",
         "title": HTTP_STATUS_CODES.get(status, "Error"),
@@ -23,6 +34,7 @@ def problem(status, detail, *, errors=None, headers=None):
     }
     if errors is not None:
         body["errors"] = errors
+    body.update(members)
     response = jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM_MIMETYPE
@@ -36,6 +48,7 @@ def register_error_handlers(app):
     app.register_error_handler(ValidationError, _validation_error)
     app.register_error_handler(EventRejected, _rejected_event)
     app.register_error_handler(SinkUnavailable, _unavailable_sink)
+    app.register_error_handler(BatchRefused, _refused_batch)
     app.register_error_handler(Exception, _unexpected_error)
 
 
@@ -61,6 +74,20 @@ def _unavailable_sink(error):
     return _http_error(
         ServiceUnavailable(f"The event was not accepted: {error}.", retry_after=retry_after)
     )
+
+
+def _refused_batch(error):
+    """The most useful of the batch's failures: retry later, else too large, else invalid."""
+    statuses = {result["status"] for result in error.reply["results"]}
+    headers = None
+    if 503 in statuses:
+        status, detail = 503, "No event was accepted: the event sink cannot take events now."
+        headers = {"Retry-After": str(current_app.config["TELEMETRY_RETRY_AFTER"])}
+    elif statuses == {413}:
+        status, detail = 413, "No event was accepted: every event is too large."
+    else:
+        status, detail = 422, "No event was accepted: see each event's result."
+    return problem(status, detail, headers=headers, **error.reply)
 
 
 def _unexpected_error(error):

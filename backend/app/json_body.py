@@ -44,10 +44,15 @@ class StrictJSONProvider(DefaultJSONProvider):
         return value
 
 
-def json_body():
-    """The request body as a JSON object, or the HTTP error that explains why not."""
-    if not request.is_json:
-        raise UnsupportedMediaType("The request body must be JSON (Content-Type: application/json).")
+def json_body(plain_text=False):
+    """The request body as a JSON object, or the HTTP error that explains why not.
+
+    With ``plain_text``, a ``text/plain`` body is read as JSON too: it is what
+    ``navigator.sendBeacon`` and a fetch without a preflight send.
+    """
+    if not (request.is_json or plain_text and request.mimetype == "text/plain"):
+        accepted = "application/json or text/plain" if plain_text else "application/json"
+        raise UnsupportedMediaType(f"The request body must be JSON (Content-Type: {accepted}).")
     data = request.get_data(cache=False)
     if len(data) == request.max_content_length and request.content_length is None:
         # A streamed (chunked) body is cut at the limit without an error; one

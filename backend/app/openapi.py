@@ -19,9 +19,11 @@ OPENAPI_VERSION = "3.0.3"
 API_TITLE = "Textbook analytics and telemetry API"
 API_VERSION = "1.0.0"
 
-# Every operation may fail unexpectedly; every operation with a body may meet these.
+# Every operation may fail unexpectedly; every operation with a body (a POST)
+# may meet these, 403 when CORS_ORIGINS lists origins and the Origin is not one.
 _ALWAYS = (500,)
-_BODY_ERRORS = (400, 413, 415, 422)
+_BODY_ERRORS = (400, 403, 413, 415, 422)
+_BODY_MEDIA_TYPES = ("application/json",)
 
 
 class ProblemSchema(Schema):
@@ -45,33 +47,39 @@ def _contract(view):
     return view.openapi
 
 
-def use_body(schema, one_of=None):
+def use_body(schema, *, one_of=None, documented=None, plain_text=False):
     """Load the JSON body with ``schema`` and pass the result as the view's first argument.
 
     ``one_of`` documents a body whose shape depends on one of its fields as
-    the list of variant schemas that ``schema`` and the domain code enforce.
+    the list of variant schemas that ``schema`` and the domain code enforce;
+    ``documented`` names another schema that describes the body as the view
+    judges it (an envelope whose items the view checks one by one).
+    ``plain_text`` also reads a ``text/plain`` body as JSON (browser beacons).
     """
 
     def decorate(view):
         @functools.wraps(view)
         def load_and_call(*args, **kwargs):
-            return view(schema.load(json_body()), *args, **kwargs)
+            return view(schema.load(json_body(plain_text)), *args, **kwargs)
 
         # functools.wraps shares the view's attributes, its contract included.
-        _contract(load_and_call)["body"] = {"oneOf": list(one_of)} if one_of else schema
+        contract = _contract(load_and_call)
+        contract["body"] = {"oneOf": list(one_of)} if one_of else documented or schema
+        contract["media_types"] = _BODY_MEDIA_TYPES + (("text/plain",) if plain_text else ())
         return load_and_call
 
     return decorate
 
 
-def responds(status, schema=None, *, description, headers=None):
+def responds(status, schema=None, *, description, headers=None, media_type=None):
     """Document one answer of the view; a schema-less 4xx/5xx answer is a problem.
 
-    ``headers`` maps a header name to its OpenAPI header object.
+    ``headers`` maps a header name to its OpenAPI header object; ``media_type``
+    names a body that is not JSON (``schema`` then describes it).
     """
 
     def decorate(view):
-        _contract(view)["responses"][status] = (schema, description, headers or {})
+        _contract(view)["responses"][status] = (schema, description, headers or {}, media_type)
         return view
 
     return decorate
@@ -145,12 +153,12 @@ def _operation(view, endpoint):
     if contract["body"] is not None:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": contract["body"]}},
+            "content": {media_type: {"schema": contract["body"]} for media_type in contract["media_types"]},
         }
         for status in _BODY_ERRORS:
-            statuses.setdefault(status, (None, None, {}))
+            statuses.setdefault(status, (None, None, {}, None))
     for status in _ALWAYS:
-        statuses.setdefault(status, (None, None, {}))
+        statuses.setdefault(status, (None, None, {}, None))
     if contract["parameters"]:
         operation["parameters"] = contract["parameters"]
     if contract["security"] is not None:
@@ -161,12 +169,12 @@ def _operation(view, endpoint):
     return operation
 
 
-def _response(status, schema, description, headers):
+def _response(status, schema, description, headers, media_type):
     if schema is None and status >= 400:
         schema = ValidationProblemSchema if status == 422 else ProblemSchema
-        media_type = "application/problem+json"
-    else:
-        media_type = "application/json"
+    if media_type is None:
+        is_problem = isinstance(schema, type) and issubclass(schema, ProblemSchema)
+        media_type = "application/problem+json" if is_problem else "application/json"
     response = {"description": description or HTTP_STATUS_CODES[status]}
     if schema is not None:
         response["content"] = {media_type: {"schema": schema}}

@@ -10,6 +10,8 @@ subclass, an unknown key under ``RAISE``. Accept/reject decisions, results and
 error messages are therefore marshmallow's; tests compare the two paths.
 """
 
+import uuid
+
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, missing
 
 # The plan cannot vouch for this value; marshmallow decides.
@@ -95,6 +97,8 @@ def _value_check(field):
         return None
     if type(field) is fields.String:
         plain = _is_str
+    elif type(field) is fields.UUID:
+        plain = _uuid_from_str
     elif type(field) is fields.Dict and field.value_field is None and _plain_key_field(field.key_field):
         plain = _is_str_keyed_dict
     else:
@@ -130,6 +134,16 @@ def _plain_key_field(key_field):
 def _is_str(value):
     # Exactly str: marshmallow turns bytes and str subclasses into new str objects.
     return value if type(value) is str else _UNSURE
+
+
+def _uuid_from_str(value):
+    # What fields.UUID does with a str; anything else, or a malformed one, is marshmallow's to judge.
+    if type(value) is not str:
+        return _UNSURE
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return _UNSURE
 
 
 def _is_str_keyed_dict(value):

@@ -120,15 +120,16 @@ class EventLogger:
             self._drop(self._state(), event_type, f"{type(exc).__name__}: {exc}")
             return False
 
-    def accept(self, event_type, payload=None):
+    def accept(self, event_type, payload=None, event_id=None):
         """Emit one event or raise; returns the AnalyticsEvent that was emitted.
 
-        Used by the HTTP route, which refuses rather than truncates an event
-        that is too large (EventTooLarge) and reports a sink that cannot take
-        it (SinkUnavailable).
+        Used by the HTTP routes, which refuse rather than truncate an event
+        that is too large (EventTooLarge) and report a sink that cannot take
+        it (SinkUnavailable). ``event_id``, a UUID the client chose, becomes
+        the event's id so that a retried event can be deduplicated downstream.
         """
         state = self._state()
-        event, line = self._build(state, event_type, payload)
+        event, line = self._build(state, event_type, payload, event_id)
         if len(line) >= state.max_bytes:
             raise EventTooLarge(
                 f"the event's line would be {len(line) + 1} bytes; "
@@ -143,7 +144,7 @@ class EventLogger:
         state.count_logged(event.event_type)
         return event
 
-    def _build(self, state, event_type, payload):
+    def _build(self, state, event_type, payload, event_id=None):
         """The validated, redacted and stamped event, and its line."""
         schema = PAYLOAD_SCHEMAS.get(event_type) if isinstance(event_type, str) else None
         if schema is None:
@@ -163,7 +164,9 @@ class EventLogger:
             ) from None
         except ValueError as exc:
             raise InvalidPayload(str(exc), {"payload": [str(exc)]}) from None
-        event = AnalyticsEvent(event_type, payload)
+        event = AnalyticsEvent(event_type, payload) if event_id is None else AnalyticsEvent(
+            event_type, payload, str(event_id)
+        )
         try:
             return event, event.to_line()
         except (TypeError, ValueError, RecursionError) as exc:

@@ -3,8 +3,10 @@
 import re
 from datetime import datetime
 
-from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
+from flask import current_app
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates
 
+from ..openapi import ProblemSchema
 from .analytics_models import EVENT_TYPES
 from .compiled_schema import CompiledSchema
 
@@ -61,12 +63,19 @@ PAYLOAD_SCHEMAS = {
 }
 
 
+def _client_event_id():
+    return fields.UUID(
+        metadata={"description": "The client's id for the event (a UUID), kept on its line so a retry can be deduplicated."}
+    )
+
+
 def _event_variant(event_type, payload_schema):
     name = "".join(part.title() for part in event_type.split("_")) + "EventSchema"
     return Schema.from_dict(
         {
             "event_type": fields.String(required=True, validate=validate.OneOf([event_type])),
             "payload": fields.Nested(payload_schema, allow_none=True),
+            "event_id": _client_event_id(),
         },
         name=name,
     )
@@ -80,7 +89,7 @@ EVENT_VARIANT_SCHEMAS = tuple(
 
 
 class TelemetryEventSchema(CompiledSchema):
-    """Body of ``POST /api/telemetry/log``."""
+    """Body of ``POST /api/telemetry/log``, and each event of a batch."""
 
     class Meta:
         unknown = RAISE
@@ -92,6 +101,62 @@ class TelemetryEventSchema(CompiledSchema):
         load_default=None,
         metadata={"description": "Event fields; known ones are type-checked per event_type."},
     )
+    event_id = _client_event_id()
+
+
+class BatchSchema(Schema):
+    """Body of ``POST /api/telemetry/batch``: the envelope; each event is judged on its own."""
+
+    class Meta:
+        unknown = RAISE
+
+    events = fields.List(fields.Raw(), required=True)
+
+    @validates("events")
+    def _count(self, events, data_key):
+        most = current_app.config["TELEMETRY_MAX_BATCH_EVENTS"]
+        if not 1 <= len(events) <= most:
+            raise ValidationError(f"A batch holds 1 to {most} events, not {len(events)}.")
+
+
+class BatchDocumentSchema(Schema):
+    """``BatchSchema`` as documented: a list of events shaped like the body of ``/log``."""
+
+    events = fields.List(
+        fields.Nested(TelemetryEventSchema),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "1 to TELEMETRY_MAX_BATCH_EVENTS (default 100) events, each judged as /log would."},
+    )
+
+
+class BatchResultSchema(Schema):
+    """What ``/log`` would have answered for one event of a batch."""
+
+    index = fields.Integer(required=True)
+    status = fields.Integer(required=True, metadata={"enum": [202, 413, 422, 503]})
+    event_id = fields.String(metadata={"format": "uuid"})
+    errors = fields.Dict()
+    detail = fields.String()
+
+
+class BatchProblemSchema(ProblemSchema):
+    """A refused batch: a bad envelope (with ``errors``) or no event accepted (with ``results``)."""
+
+    errors = fields.Dict()
+    accepted = fields.Integer()
+    rejected = fields.Integer()
+    results = fields.List(fields.Nested(BatchResultSchema))
+
+
+class BatchAcceptedSchema(Schema):
+    """Reply to a batch of which at least one event was accepted."""
+
+    status = fields.String(required=True, metadata={"enum": ["accepted"]})
+    accepted = fields.Integer(required=True)
+    rejected = fields.Integer(required=True)
+    results = fields.List(fields.Nested(BatchResultSchema), required=True)
+    telemetry_enabled = fields.Boolean(required=True)
 
 
 class EventAcceptedSchema(CompiledSchema):

@@ -1,19 +1,40 @@
 """The telemetry blueprint: event ingestion for the front end, and health."""
 
 import functools
+import hashlib
 import hmac
+import io
+from pathlib import Path
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, request, send_file
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
+from marshmallow import ValidationError
+
+from ..errors import BatchRefused
 from ..openapi import bearer_auth, responds, use_body
-from .event_logger import get_event_logger
-from .schemas import EVENT_VARIANT_SCHEMAS, EventAcceptedSchema, HealthSchema, TelemetryEventSchema
+from .event_logger import EventRejected, EventTooLarge, SinkUnavailable, get_event_logger
+from .schemas import (
+    EVENT_VARIANT_SCHEMAS,
+    BatchAcceptedSchema,
+    BatchDocumentSchema,
+    BatchProblemSchema,
+    BatchSchema,
+    EventAcceptedSchema,
+    HealthSchema,
+    TelemetryEventSchema,
+)
 
 bp = Blueprint("telemetry", __name__, url_prefix="/api/telemetry")
 
+CLIENT_SCRIPT = Path(__file__).with_name("static") / "client.js"
+# A page reuses the tracker this long before it revalidates it.
+CLIENT_SCRIPT_MAX_AGE = 3600
+
+_event_schema = TelemetryEventSchema()
 _accepted_schema = EventAcceptedSchema()
+_batch_schema = BatchAcceptedSchema()
 _health_schema = HealthSchema()
 
 # Both are sent with every answer of their status, hence required.
@@ -55,10 +76,10 @@ def require_ingest_token(view):
 @responds(202, EventAcceptedSchema, description="The event was accepted for the event stream.")
 @responds(503, description="The event sink cannot take events now; retry later.", headers=_RETRY_AFTER)
 @require_ingest_token
-@use_body(TelemetryEventSchema(), one_of=EVENT_VARIANT_SCHEMAS)
+@use_body(_event_schema, one_of=EVENT_VARIANT_SCHEMAS, plain_text=True)
 def log_event(body):
     """Accept one analytics event from the front end."""
-    event = get_event_logger().accept(body["event_type"], body["payload"])
+    event = get_event_logger().accept(body["event_type"], body["payload"], body.get("event_id"))
     reply = {
         "status": "accepted",
         "event_id": event.event_id,
@@ -67,6 +88,65 @@ def log_event(body):
         "telemetry_enabled": current_app.config["TELEMETRY_ENABLED"],
     }
     return _accepted_schema.dump(reply), 202
+
+
+@bp.post("/batch")
+@responds(202, BatchAcceptedSchema, description="At least one event was accepted; see each one's result.")
+@responds(413, BatchProblemSchema, description="No event was accepted: the body, or every refused event, is too large.")
+@responds(422, BatchProblemSchema, description="The envelope is invalid, or no event was accepted.")
+@responds(
+    503, BatchProblemSchema, description="No event was accepted: the event sink cannot take events now.",
+    headers=_RETRY_AFTER,
+)
+@require_ingest_token
+@use_body(BatchSchema(), documented=BatchDocumentSchema, plain_text=True)
+def log_batch(body):
+    """Accept several analytics events at once, each judged as ``/log`` would judge it alone."""
+    results = [_batch_result(index, event) for index, event in enumerate(body["events"])]
+    accepted = sum(result["status"] == 202 for result in results)
+    reply = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
+    if not accepted:
+        raise BatchRefused(reply)
+    reply.update(status="accepted", telemetry_enabled=current_app.config["TELEMETRY_ENABLED"])
+    return _batch_schema.dump(reply), 202
+
+
+def _batch_result(index, event):
+    """The answer ``/log`` would give ``event``, as one entry of a batch's results."""
+    try:
+        body = _event_schema.load(event)
+        accepted = get_event_logger().accept(body["event_type"], body["payload"], body.get("event_id"))
+    except ValidationError as exc:
+        return {"index": index, "status": 422, "errors": exc.messages}
+    except EventTooLarge as exc:
+        return {"index": index, "status": 413, "detail": f"The event is too large: {exc}."}
+    except EventRejected as exc:
+        return {"index": index, "status": 422, "errors": exc.messages}
+    except SinkUnavailable as exc:
+        return {"index": index, "status": 503, "detail": f"The event was not accepted: {exc}."}
+    return {"index": index, "status": 202, "event_id": accepted.event_id}
+
+
+@bp.get("/client.js")
+@responds(
+    200, {"type": "string"}, media_type="text/javascript",
+    description="The browser tracker: a page includes it with a script tag (see the README).",
+)
+def get_client_script():
+    """Serve the browser tracker that defines window.TextbookTelemetry."""
+    source, etag, modified = _client_script()
+    # send_file adds the validators and answers a matching revalidation with 304.
+    return send_file(
+        io.BytesIO(source), mimetype="text/javascript", etag=etag, last_modified=modified,
+        max_age=CLIENT_SCRIPT_MAX_AGE,
+    )
+
+
+@functools.cache
+def _client_script():
+    """The tracker's bytes, their digest (the ETag) and modification time, read once per process."""
+    source = CLIENT_SCRIPT.read_bytes()
+    return source, hashlib.sha256(source).hexdigest()[:32], CLIENT_SCRIPT.stat().st_mtime
 
 
 @bp.get("/health")

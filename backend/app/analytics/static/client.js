@@ -1,0 +1,1 @@
+// The browser tracker: written next.

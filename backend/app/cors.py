@@ -1,0 +1,71 @@
+"""Cross-origin access for browsers (flask-cors), and the allow-list that refuses other origins' POSTs."""
+
+from flask import current_app, request
+from flask_cors import CORS
+from werkzeug.exceptions import Forbidden
+
+API_PREFIX = "/api"
+
+# The request headers the API reads; a preflight may ask for no others.
+ALLOWED_HEADERS = ("Content-Type", "Authorization", "X-User-Id")
+# A script may read these on a cross-origin answer: when to retry.
+EXPOSED_HEADERS = ("Retry-After",)
+# How long a browser may reuse a preflight's answer (Chromium caps it at 2 hours).
+PREFLIGHT_MAX_AGE = 7200
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def init_cors(app):
+    """CORS headers on every /api answer, errors and preflights included.
+
+    Called once the blueprints are registered: a preflight is answered with
+    the methods of the route it asks about, read from the URL map.
+    """
+    origins = app.config["CORS_ORIGINS"]
+    CORS(
+        app,
+        resources=_route_resources(app),
+        origins=origins,
+        # "*" is sent as "*": the API uses no cookies, so no credentials either.
+        send_wildcard=origins == "*",
+        supports_credentials=False,
+        # An answer without an Origin header (curl, a server) gets no CORS headers.
+        always_send=False,
+        allow_headers=list(ALLOWED_HEADERS),
+        expose_headers=list(EXPOSED_HEADERS),
+        max_age=PREFLIGHT_MAX_AGE,
+    )
+    if origins != "*":
+        app.before_request(_refuse_other_origins)
+        app.after_request(_vary_on_origin)
+
+
+def _route_resources(app):
+    """One flask-cors resource per /api route with that route's methods, then one for the rest of /api."""
+    resources = {}
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(API_PREFIX + "/") and not rule.arguments:
+            methods = resources.setdefault(rule.rule, {"methods": set()})["methods"]
+            methods.update(rule.methods - {"HEAD", "OPTIONS"})
+    # An unknown /api path: its 404 still carries CORS headers, its preflight allows no method.
+    resources[API_PREFIX + "/.*"] = {"methods": []}
+    return resources
+
+
+def _refuse_other_origins():
+    """A POST from an origin not on the list is refused: CORS alone does not stop a beacon."""
+    if request.method in _SAFE_METHODS or not request.path.startswith(API_PREFIX + "/"):
+        return None
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.rstrip("/").lower() not in current_app.config["CORS_ORIGINS"]:
+        raise Forbidden(f"Requests from the origin {origin!r} are not allowed.")
+    return None
+
+
+def _vary_on_origin(response):
+    # With a list, whether Access-Control-Allow-Origin is sent depends on Origin,
+    # even with one origin listed (where flask-cors adds no Vary).
+    if request.path.startswith(API_PREFIX + "/"):
+        response.vary.add("Origin")
+    return response
