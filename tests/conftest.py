@@ -7,7 +7,7 @@ import os
 import pytest
 
 from app import create_app
-from handlers import GatedHandler
+from streams import UnreadPipe
 
 
 @pytest.fixture(autouse=True)
@@ -91,8 +91,8 @@ def events_logger_records():
 
 
 @pytest.fixture
-def on_events_logger(make_app):
-    """Attach handlers to ``app.analytics.events``; removed (gates opened) before the apps shut down."""
+def on_events_logger():
+    """Attach handlers to ``app.analytics.events``; removed after the test."""
     attached = []
 
     def attach(handler):
@@ -102,12 +102,34 @@ def on_events_logger(make_app):
 
     yield attach
     for handler in attached:
-        if isinstance(handler, GatedHandler):
-            handler.gate.set()
         logging.getLogger("app.analytics.events").removeHandler(handler)
 
 
 @pytest.fixture
-def stalled_stream(on_events_logger):
-    """A stream that takes nothing until the returned gate is set."""
-    return on_events_logger(GatedHandler()).gate
+def unread_pipe(tmp_path):
+    """A named pipe nobody reads yet (see ``stalled_app``)."""
+    pipe = UnreadPipe(tmp_path / "events.fifo")
+    yield pipe
+    pipe.close()
+
+
+@pytest.fixture
+def stalled_app(unread_pipe, make_app):
+    """Build apps whose event stream is ``unread_pipe``, full: the next write would block.
+
+    At teardown the pipe starts reading and the apps shut down, so their
+    backlogs drain before the pipe closes.
+    """
+    built = []
+
+    def build(config=None):
+        app = make_app({"TELEMETRY_EVENTS_LOG": str(unread_pipe.path), **(config or {})})
+        unread_pipe.fill()
+        built.append(app)
+        return app
+
+    yield build
+    unread_pipe.start_reading()
+    for app in built:
+        with app.app_context():
+            app.extensions["event_logger"].shutdown()

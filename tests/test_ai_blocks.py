@@ -131,8 +131,8 @@ def test_failing_event_logger_does_not_change_the_answer(make_app, monkeypatch, 
         assert broken_app.extensions["event_logger"].health()["events_dropped"] == 1
 
 
-def test_full_sink_does_not_change_the_answer(make_app, stalled_stream, caplog):
-    app = make_app({"TELEMETRY_QUEUE_SIZE": 1})
+def test_full_sink_does_not_change_the_answer(stalled_app, caplog):
+    app = stalled_app({"TELEMETRY_QUEUE_SIZE": 1})
     client = app.test_client()
 
     answers = [client.post("/api/ai/quiz", json={"chapter_id": "c"}) for _ in range(5)]

@@ -8,13 +8,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from app.analytics.sink import write_line
 
 from gunicorn_server import REPO_ROOT
-from handlers import GatedHandler
 
 VISIT = {"event_type": "chapter_visit", "payload": {"chapter_id": "ch-1"}}
 QUIZ = {"chapter_id": "ch-1", "num_questions": 1}
@@ -28,29 +28,17 @@ def wait_until(condition, seconds=5.0):
         time.sleep(0.01)
 
 
-class RaisingHandler(logging.Handler):
-    """Raises the given exception for every event."""
-
-    def __init__(self, error):
-        super().__init__()
-        self.error = error
-
-    def handle(self, record):
-        raise self.error
-
-
 def health(client):
     response = client.get("/api/telemetry/health")
     return response.status_code, response.get_json()
 
 
-def test_stalled_stream_refuses_http_events_and_drops_in_app_ones(make_app, on_events_logger, caplog):
-    gated = on_events_logger(GatedHandler())
-    app = make_app({"TELEMETRY_STALL_SECONDS": 0.05})
+def test_stalled_stream_refuses_http_events_and_drops_in_app_ones(stalled_app, caplog):
+    app = stalled_app({"TELEMETRY_STALL_SECONDS": 0.05})
     client = app.test_client()
 
+    # The stream would block: the line waits in the backlog, its writer blocks.
     assert client.post("/api/telemetry/log", json=VISIT).status_code == 202
-    assert gated.entered.wait(5)
     wait_until(lambda: health(client)[0] == 503)
     refused = client.post("/api/telemetry/log", json=VISIT)
     answers = [client.post("/api/ai/quiz", json=QUIZ) for _ in range(3)]
@@ -67,70 +55,180 @@ def test_stalled_stream_refuses_http_events_and_drops_in_app_ones(make_app, on_e
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
 
 
-def test_full_backlog_refuses_and_keeps_every_accepted_event(make_app, on_events_logger, read_events):
-    gated = on_events_logger(GatedHandler())
-    app = make_app({"TELEMETRY_QUEUE_SIZE": 2, "TELEMETRY_STALL_SECONDS": 600})
+def test_full_backlog_refuses_and_keeps_every_accepted_event(stalled_app, unread_pipe):
+    app = stalled_app({"TELEMETRY_QUEUE_SIZE": 2, "TELEMETRY_STALL_SECONDS": 600})
     client = app.test_client()
 
-    first = client.post("/api/telemetry/log", json=VISIT)
-    assert gated.entered.wait(5)
     queued = [client.post("/api/telemetry/log", json=VISIT) for _ in range(2)]
     refused = client.post("/api/telemetry/log", json=VISIT)
     status, report = health(client)
-    gated.gate.set()
+    unread_pipe.start_reading()
 
-    assert [response.status_code for response in (first, *queued)] == [202, 202, 202]
+    assert [response.status_code for response in queued] == [202, 202]
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
     assert "backlog is full" in refused.get_json()["detail"]
-    assert (status, report["reason"], report["queue"]) == (
+    assert (status, report["reason"], report["backlog"]) == (
         503,
         "the event backlog is full",
         {"depth": 2, "capacity": 2},
     )
-    accepted = {response.get_json()["event_id"] for response in (first, *queued)}
-    assert {line["event_id"] for line in read_events(app)} == accepted
+    with app.app_context():
+        assert app.extensions["event_logger"].flush()
+    accepted = [response.get_json()["event_id"] for response in queued]
+    assert [line["event_id"] for line in unread_pipe.lines()] == accepted
+    assert health(client)[0] == 200
 
 
-def test_dead_writer_makes_the_sink_unavailable(make_app, on_events_logger, monkeypatch):
-    # The writer is killed on purpose; its exit is not a test failure.
-    monkeypatch.setattr(threading, "excepthook", lambda args: None)
-    on_events_logger(RaisingHandler(SystemExit()))
-    app = make_app()
+def test_lines_behind_a_backlog_keep_their_order(stalled_app, unread_pipe):
+    app = stalled_app({"TELEMETRY_STALL_SECONDS": 600})
     client = app.test_client()
+    with app.app_context():
+        event_logger = app.extensions["event_logger"]
+        for number in range(50):
+            event_logger.log("chapter_visit", {"chapter_id": str(number)})
+        unread_pipe.start_reading()
+        for number in range(50, 100):
+            event_logger.log("chapter_visit", {"chapter_id": str(number)})
+        assert event_logger.flush()
 
-    client.post("/api/telemetry/log", json=VISIT)
-    wait_until(lambda: health(client)[0] == 503)
-    refused = client.post("/api/telemetry/log", json=VISIT)
-    answered = client.post("/api/ai/quiz", json=QUIZ)
-
-    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
-    assert answered.status_code == 200
-    report = health(client)[1]
-    assert report["reason"] == "the event writer thread has stopped"
-    assert report["events_dropped"] == 1
+    assert [line["payload"]["chapter_id"] for line in unread_pipe.lines()] == [str(n) for n in range(100)]
+    assert health(client)[1]["events_logged"] == 100
 
 
-def test_a_failing_handler_on_the_events_logger_does_not_stop_the_writer(make_app, on_events_logger, read_events):
-    on_events_logger(RaisingHandler(RuntimeError("collector down")))
+class RaisingHandler(logging.Handler):
+    """Raises for every event, as a broken collector's handler might."""
+
+    def handle(self, record):
+        raise RuntimeError("collector down")
+
+
+def test_a_raising_handler_on_the_events_logger_is_counted_and_never_fails_the_caller(
+    make_app, on_events_logger, events_logger_records, read_events
+):
+    on_events_logger(RaisingHandler())
     app = make_app()
     client = app.test_client()
 
     statuses = [client.post("/api/telemetry/log", json=VISIT).status_code for _ in range(3)]
+    answer = client.post("/api/ai/quiz", json=QUIZ)
 
-    assert statuses == [202, 202, 202]
-    assert len(read_events(app)) == 3
+    assert statuses == [202, 202, 202] and answer.status_code == 200
+    assert len(read_events(app)) == 4
+    # The handler after the raising one still sees every record.
+    assert len(events_logger_records) == 4
     status, report = health(client)
-    assert status == 200 and report["events_failed"] == 3
+    assert status == 200
+    assert (report["handler_failures"], report["events_failed"]) == (4, 0)
 
 
-def test_shutdown_drains_then_refuses_and_is_idempotent(make_app, on_events_logger, read_events):
-    gated = on_events_logger(GatedHandler())
-    app = make_app({"TELEMETRY_STALL_SECONDS": 5})
+def test_record_reaches_handlers_in_the_callers_thread_before_log_returns(app, events_logger_records):
+    with app.app_context():
+        app.extensions["event_logger"].log("chapter_visit", {"chapter_id": "now"})
+        (record,) = events_logger_records
+
+    assert record.thread == threading.get_ident()
+    assert record.name == "app.analytics.events" and record.levelname == "INFO"
+    assert json.loads(record.getMessage())["payload"] == {"chapter_id": "now"}
+
+
+def test_no_record_is_built_when_no_handler_would_see_it(app, monkeypatch, read_events):
+    # pytest's own log capture attaches handlers there; a deployment has none.
+    monkeypatch.setattr(logging.getLogger("app.analytics.events"), "handlers", [])
+    built = []
+    monkeypatch.setattr(logging.Logger, "makeRecord", lambda *args, **kwargs: built.append(args))
+
+    with app.app_context():
+        app.extensions["event_logger"].log("chapter_visit", {"chapter_id": "c"})
+
+    assert built == [] and len(read_events(app)) == 1
+
+
+def test_line_is_on_the_stream_when_log_returns(app):
+    with app.app_context():
+        app.extensions["event_logger"].log("chapter_visit", {"chapter_id": "written"})
+        # No flush: write-through means the line is already in the file.
+        text = Path(app.config["TELEMETRY_EVENTS_LOG"]).read_text(encoding="ascii")
+
+    assert json.loads(text)["payload"] == {"chapter_id": "written"}
+    assert text.endswith("}\n") and text.count("\n") == 1
+
+
+def test_full_disk_refuses_events_and_health_says_why(make_app, caplog):
+    app = make_app({"TELEMETRY_EVENTS_LOG": "/dev/full"})
+    client = app.test_client()
+
+    refused = [client.post("/api/telemetry/log", json=VISIT) for _ in range(3)]
+    batch = client.post("/api/telemetry/batch", json={"events": [VISIT, VISIT]})
+    answer = client.post("/api/ai/quiz", json=QUIZ)
+
+    assert [response.status_code for response in refused] == [503] * 3
+    assert all(response.headers["Retry-After"] == "1" for response in refused)
+    assert "ENOSPC" in refused[0].get_json()["detail"]
+    assert batch.status_code == 503
+    assert [result["status"] for result in batch.get_json()["results"]] == [503, 503]
+    assert answer.status_code == 200
+    status, report = health(client)
+    assert (status, report["status"]) == (503, "unhealthy")
+    assert report["reason"] == "the event stream failed: ENOSPC: No space left on device"
+    assert (report["events_logged"], report["events_refused"], report["events_dropped"]) == (0, 5, 1)
+    assert report["events_failed"] == 6
+    failures = [record for record in caplog.records if "writing to the event stream failed" in record.getMessage()]
+    assert len(failures) == 1  # warned once, not once per event
+
+
+def test_a_reader_that_exited_refuses_events(make_app, tmp_path):
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    app = make_app({"TELEMETRY_EVENTS_LOG": str(fifo)})
+    client = app.test_client()
+    assert client.post("/api/telemetry/log", json=VISIT).status_code == 202
+    os.close(reader)  # the log shipper dies
+
+    refused = client.post("/api/telemetry/log", json=VISIT)
+
+    assert refused.status_code == 503
+    assert "EPIPE" in refused.get_json()["detail"]
+    assert client.post("/api/ai/quiz", json=QUIZ).status_code == 200
+    status, report = health(client)
+    assert status == 503 and report["reason"].startswith("the event stream failed: EPIPE")
+
+
+def test_a_stream_that_fails_then_recovers(make_app, tmp_path, monkeypatch):
+    stdout = open(tmp_path / "stdout.jsonl", "w", encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    app = make_app({"TELEMETRY_EVENTS_LOG": None})
+    client = app.test_client()
+    saved = os.dup(stdout.fileno())
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        first = client.post("/api/telemetry/log", json=VISIT)
+        os.dup2(full, stdout.fileno())  # the disk fills up
+        failed = [client.post("/api/telemetry/log", json=VISIT) for _ in range(2)]
+        unhealthy = health(client)
+        os.dup2(saved, stdout.fileno())  # space again
+        recovered = client.post("/api/telemetry/log", json=VISIT)
+        healthy = health(client)
+    finally:
+        os.close(full)
+        os.close(saved)
+        stdout.close()
+
+    assert first.status_code == 202
+    assert [response.status_code for response in failed] == [503, 503]
+    assert unhealthy[0] == 503 and "ENOSPC" in unhealthy[1]["reason"]
+    assert recovered.status_code == 202
+    assert healthy[0] == 200 and "reason" not in healthy[1]
+    lines = [json.loads(line) for line in (tmp_path / "stdout.jsonl").read_text().splitlines()]
+    assert [line["event_id"] for line in lines] == [first.get_json()["event_id"], recovered.get_json()["event_id"]]
+
+
+def test_shutdown_drains_then_refuses_and_is_idempotent(stalled_app, unread_pipe):
+    app = stalled_app({"TELEMETRY_STALL_SECONDS": 5})
     client = app.test_client()
     accepted = [client.post("/api/telemetry/log", json=VISIT).get_json()["event_id"] for _ in range(5)]
-    assert gated.entered.wait(5)
     # The stream resumes while the drain waits for it.
-    threading.Timer(0.2, gated.gate.set).start()
+    threading.Timer(0.2, unread_pipe.start_reading).start()
 
     with app.app_context():
         event_logger = app.extensions["event_logger"]
@@ -139,19 +237,18 @@ def test_shutdown_drains_then_refuses_and_is_idempotent(make_app, on_events_logg
         event_logger.log("chapter_visit", {"chapter_id": "late"})
     refused = client.post("/api/telemetry/log", json=VISIT)
 
-    assert [line["event_id"] for line in read_events(app)] == accepted
+    wait_until(lambda: len(unread_pipe.lines()) == 5)
+    assert [line["event_id"] for line in unread_pipe.lines()] == accepted
     assert refused.status_code == 503
     status, report = health(client)
     assert (status, report["reason"], report["events_dropped"]) == (503, "the event writer has shut down", 1)
 
 
-def test_shutdown_gives_up_on_a_stream_that_takes_nothing(make_app, on_events_logger, caplog):
-    gated = on_events_logger(GatedHandler())
-    app = make_app({"TELEMETRY_STALL_SECONDS": 0.1})
+def test_shutdown_gives_up_on_a_stream_that_takes_nothing(stalled_app, caplog):
+    app = stalled_app({"TELEMETRY_STALL_SECONDS": 0.1})
     client = app.test_client()
     for _ in range(3):
         client.post("/api/telemetry/log", json=VISIT)
-    assert gated.entered.wait(5)
 
     with app.app_context():
         app.extensions["event_logger"].shutdown()

@@ -280,14 +280,14 @@ def test_health_leaks_no_secrets_paths_or_versions(make_app):
     assert "3.1" not in text and "python" not in text.lower()
 
 
-def test_full_backlog_turns_ingestion_into_503_and_health_unhealthy(make_app, stalled_stream):
-    app = make_app({"TELEMETRY_QUEUE_SIZE": 2, "TELEMETRY_RETRY_AFTER": 3})
+def test_full_backlog_turns_ingestion_into_503_and_health_unhealthy(stalled_app, unread_pipe):
+    app = stalled_app({"TELEMETRY_QUEUE_SIZE": 2, "TELEMETRY_RETRY_AFTER": 3, "TELEMETRY_STALL_SECONDS": 600})
     client = app.test_client()
 
     statuses = [client.post("/api/telemetry/log", json=VISIT).status_code for _ in range(6)]
 
-    # Two fit the queue (a third may already be with the blocked writer); then it is full.
-    assert statuses[:2] == [202, 202] and statuses[-1] == 503
+    # The stream would block: two lines fit the backlog, then it is full.
+    assert statuses == [202, 202, 503, 503, 503, 503]
     refused = client.post("/api/telemetry/log", json=VISIT)
     problem = assert_problem(refused, 503)
     assert refused.headers["Retry-After"] == "3"
@@ -296,15 +296,15 @@ def test_full_backlog_turns_ingestion_into_503_and_health_unhealthy(make_app, st
     assert health.status_code == 503
     assert health.get_json()["status"] == "unhealthy"
     assert health.get_json()["events_refused"] >= 1
-    stalled_stream.set()
+    unread_pipe.start_reading()
     with app.app_context():
         assert app.extensions["event_logger"].flush()
     assert client.get("/api/telemetry/health").status_code == 200
     assert client.post("/api/telemetry/log", json=VISIT).status_code == 202
 
 
-def test_stalled_stream_turns_ingestion_into_503(make_app, stalled_stream):
-    app = make_app({"TELEMETRY_STALL_SECONDS": 0.05})
+def test_stalled_stream_turns_ingestion_into_503(stalled_app):
+    app = stalled_app({"TELEMETRY_STALL_SECONDS": 0.05})
     client = app.test_client()
     assert client.post("/api/telemetry/log", json=VISIT).status_code == 202
 

@@ -13,7 +13,7 @@ from ..config import DEFAULTS, validate_telemetry_config
 from .analytics_models import EVENT_TYPES, AnalyticsEvent
 from .payload_rules import fit_line, redact
 from .schemas import PAYLOAD_SCHEMAS
-from .sink import EventSink, app_logger, make_handler
+from .sink import EventSink, events_logger, open_stream, publish
 
 
 class EventRejected(ValueError):
@@ -37,7 +37,7 @@ class EventTooLarge(EventRejected):
 
 
 class SinkUnavailable(RuntimeError):
-    """The sink cannot take the event now: backlog full, stream stalled or writer gone."""
+    """The sink cannot take the event now: its stream failed or stalled, or its backlog is full."""
 
 
 class _AppTelemetry:
@@ -48,9 +48,8 @@ class _AppTelemetry:
         self.max_bytes = config["TELEMETRY_MAX_EVENT_BYTES"]
         self.max_depth = config.get("JSON_MAX_DEPTH", DEFAULTS["JSON_MAX_DEPTH"])
         self.warn_interval = config["TELEMETRY_WARN_INTERVAL"]
-        handler = make_handler(config["TELEMETRY_EVENTS_LOG"])
         self.sink = EventSink(
-            app_logger(handler),
+            open_stream(config["TELEMETRY_EVENTS_LOG"]),
             capacity=config["TELEMETRY_QUEUE_SIZE"],
             stall_seconds=config["TELEMETRY_STALL_SECONDS"],
         )
@@ -65,12 +64,9 @@ class _AppTelemetry:
         self.logged = Counter()
         self.dropped = 0
         self.refused = 0
+        self.handler_failures = 0
         self.unwarned_drops = 0
         self.last_warning = None
-
-    def count_logged(self, event_type):
-        with self.lock:
-            self.logged[event_type] += 1
 
 
 class EventLogger:
@@ -78,6 +74,8 @@ class EventLogger:
 
     def __init__(self, app=None):
         self._apps = weakref.WeakKeyDictionary()
+        # One logger for the whole process: a handler attached there sees every app's events once.
+        self._records = events_logger()
         if app is not None:
             self.init_app(app)
 
@@ -106,10 +104,9 @@ class EventLogger:
         if not state.enabled:
             return
         event, line = fit_line(event, line, state.max_bytes)
-        if state.sink.submit(line):
-            state.count_logged(event.event_type)
-        else:
-            self._drop(state, event_type, state.sink.state()["problem"] or "the event sink is unavailable")
+        problem = self._emit(state, event, line)
+        if problem is not None:
+            self._drop(state, event_type, problem)
 
     def try_log(self, event_type, payload=None):
         """``log`` for callers serving a user: any failure is counted and warned, never raised."""
@@ -137,12 +134,22 @@ class EventLogger:
             )
         if not state.enabled:
             return event
-        if not state.sink.submit(line):
+        problem = self._emit(state, event, line)
+        if problem is not None:
             with state.lock:
                 state.refused += 1
-            raise SinkUnavailable(state.sink.state()["problem"] or "the event sink is unavailable")
-        state.count_logged(event.event_type)
+            raise SinkUnavailable(problem)
         return event
+
+    def _emit(self, state, event, line):
+        """Write the event's line, then hand its record to the events logger; why not, or None."""
+        if not state.sink.write((line + "\n").encode("ascii")):
+            return state.sink.problem() or "the event sink is unavailable"
+        failures = publish(self._records, line)
+        with state.lock:
+            state.logged[event.event_type] += 1
+            state.handler_failures += failures
+        return None
 
     def _build(self, state, event_type, payload, event_id=None):
         """The validated, redacted and stamped event, and its line."""
@@ -178,12 +185,12 @@ class EventLogger:
     def health(self):
         """Counters and sink state of the current app in this process."""
         state = self._state()
-        sink = state.sink.state()
+        problem = state.sink.problem()
         with state.lock:
             by_type = {event_type: state.logged[event_type] for event_type in EVENT_TYPES}
-            dropped, refused = state.dropped, state.refused
+            dropped, refused, handler_failures = state.dropped, state.refused, state.handler_failures
         report = {
-            "status": "healthy" if sink["problem"] is None else "unhealthy",
+            "status": "healthy" if problem is None else "unhealthy",
             "scope": "process",
             "telemetry_enabled": state.enabled,
             "events_logged": sum(by_type.values()),
@@ -191,15 +198,16 @@ class EventLogger:
             "events_dropped": dropped,
             "events_refused": refused,
             "events_failed": state.sink.failed,
+            "handler_failures": handler_failures,
             "event_types": list(EVENT_TYPES),
-            "queue": {"depth": sink["depth"], "capacity": sink["capacity"]},
+            "backlog": {"depth": state.sink.depth(), "capacity": state.sink.capacity},
         }
-        if sink["problem"] is not None:
-            report["reason"] = sink["problem"]
+        if problem is not None:
+            report["reason"] = problem
         return report
 
     def flush(self, timeout=10.0):
-        """Block until the current app's queued events are on the stream."""
+        """Block until the current app's backlog, if any, is on the stream."""
         return self._state().sink.flush(timeout)
 
     def shutdown(self, timeout=10.0):

@@ -175,7 +175,9 @@ class EventAcceptedSchema(CompiledSchema):
     telemetry_enabled = fields.Boolean(required=True)
 
 
-class QueueStateSchema(Schema):
+class BacklogStateSchema(Schema):
+    """Lines waiting for a stream that would block, and how many may wait."""
+
     depth = fields.Integer(required=True)
     capacity = fields.Integer(required=True)
 
@@ -190,7 +192,10 @@ class HealthSchema(Schema):
     events_by_type = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     events_dropped = fields.Integer(required=True)
     events_refused = fields.Integer(required=True)
-    events_failed = fields.Integer(required=True)
+    events_failed = fields.Integer(required=True, metadata={"description": "Writes to the event stream that failed."})
+    handler_failures = fields.Integer(
+        required=True, metadata={"description": "Records that a handler on app.analytics.events raised on."}
+    )
     event_types = fields.List(fields.String(), required=True)
-    queue = fields.Nested(QueueStateSchema, required=True)
+    backlog = fields.Nested(BacklogStateSchema, required=True)
     reason = fields.String()

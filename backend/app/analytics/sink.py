@@ -1,23 +1,32 @@
-"""The event sink: a bounded queue drained onto the event logger by one thread.
+"""The event sink: the caller writes each line itself, unless the stream would block.
 
-Requests only enqueue a finished line, so a slow or stalled stream never holds
-a request. The queue and its writer thread belong to one process: they are
-made on first use after any fork (gunicorn workers, ``--preload`` included)
-and drained at interpreter exit, which is how gunicorn workers end on SIGTERM.
-Each line goes to the stream's file descriptor in one write(2), unbuffered:
-lines up to PIPE_BUF stay whole when several workers share a pipe or a file,
-and nothing is left to flush at exit.
+"Accepted" means written (SPEC S2). When the stream takes the line without
+blocking, the caller writes it in one write(2) before it returns, so a 202
+is an event on the stream. Only a stream that would block (a slow reader)
+sends lines to a bounded per-process backlog that one writer thread drains
+in order; while the backlog holds lines, later lines join it, so a process
+never reorders its events. A write that fails (a full disk, a reader that
+died) marks the sink failed: events are refused until a write succeeds again.
+
+Lines up to PIPE_BUF stay whole when several workers share a pipe or a file.
+The backlog and its thread belong to one process: they are made on first use
+after any fork (gunicorn workers, ``--preload`` included) and drained at
+interpreter exit, which is how gunicorn workers end on SIGTERM.
 """
 
 import atexit
+import collections
+import errno
 import logging
 import os
-import queue
 import select
+import stat
 import sys
 import threading
 import time
 import weakref
+
+from ..config import PIPE_BUF
 
 EVENTS_LOGGER_NAME = "app.analytics.events"
 
@@ -25,27 +34,53 @@ EVENTS_LOGGER_NAME = "app.analytics.events"
 # the master would kill the worker.
 DRAIN_SECONDS = 10.0
 
-# Once the queue is empty the writer lets lines gather this long before it
-# waits again: woken per line, it takes a thread switch from every request
-# (a fifth of a busy worker's time in py-spy); woken per batch, it does not.
-GATHER_SECONDS = 0.02
+# How often the writer retries the line at the head of the backlog after a failed write.
+RETRY_SECONDS = 0.5
 
-_STOP = object()
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
+
+# How a descriptor is written without blocking: pwritev2 with RWF_NOWAIT
+# (pipes, sockets), a plain write (our own non-blocking descriptor; regular
+# files and devices such as /dev/null, which never block), or not at all:
+# the backlog (ttys, named pipes, which refuse RWF_NOWAIT, and the rest).
+_NOWAIT, _PLAIN, _BACKLOG = "nowait", "plain", "backlog"
 
 _log = logging.getLogger(__name__)
 
 
 def events_logger():
-    """The parent logger every app's events pass through exactly once."""
+    """The logger every app's events reach as one record each, in the caller's thread."""
     logger = logging.getLogger(EVENTS_LOGGER_NAME)
-    # Each app's child logger writes to its own stream; propagating further
-    # would copy event lines into whatever the root logger prints.
+    # Its records are the events themselves: they must not reach whatever the
+    # root logger prints (stdout carries event lines only), and INFO is theirs.
     logger.propagate = False
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
     return logger
 
 
+def publish(logger, line):
+    """Hand the event's record to the handlers on ``logger``; the number that raised.
+
+    No record is built when no handler would see it. A handler that raises
+    does not keep the others from the record, nor fail the caller.
+    """
+    if not logger.handlers or logger.disabled or not logger.isEnabledFor(logging.INFO):
+        return 0
+    # Logger.info without its stack walk for the caller: the caller is always the EventLogger.
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, line, None, None, "publish")
+    failures = 0
+    for handler in logger.handlers:
+        if record.levelno >= handler.level:
+            try:
+                handler.handle(record)
+            except Exception:
+                failures += 1
+    return failures
+
+
 def write_line(fd, data):
-    """Write ``data`` to ``fd`` in one write(2) whenever the stream takes it whole."""
+    """Write all of ``data`` to ``fd``, blocking if need be; one write(2) when the stream takes it whole."""
     view = memoryview(data)
     while view:
         try:
@@ -56,124 +91,100 @@ def write_line(fd, data):
             select.select([], [fd], [])
 
 
-class LineHandler(logging.Handler):
-    """Writes each record as one line straight to a file descriptor; failures are counted.
+class StdoutStream:
+    """Whatever ``sys.stdout`` is at the time of each write.
 
-    Nothing is buffered, so nothing is left to flush at exit, and no lock is
-    held while writing: a writer stuck on a stream nobody reads would
-    otherwise hang ``logging.shutdown()`` when the process exits.
+    Its descriptor is shared with the processes that inherited it, so it is
+    never switched to non-blocking mode: a write that must not block asks
+    for RWF_NOWAIT instead.
     """
 
-    on_error = None
+    owns_descriptor = False
 
-    def handle(self, record):
-        if self.filter(record):
-            self.emit(record)
-        return True
-
-    def emit(self, record):
-        try:
-            self.write((self.format(record) + "\n").encode("ascii"))
-        except Exception:
-            self.handleError(record)
-
-    def handleError(self, record):
-        if self.on_error is not None:
-            self.on_error(sys.exc_info()[1])
-
-
-class StdoutHandler(LineHandler):
-    """Writes to whatever ``sys.stdout`` is at the time of each write."""
-
-    def write(self, data):
+    def target(self):
+        """The descriptor to write to, or the stand-in stream that has none (a test runner's capture)."""
         stream = sys.stdout
         try:
-            fd = stream.fileno()
+            return stream.fileno(), None
         except (AttributeError, OSError, ValueError):
-            # A stand-in without a descriptor, e.g. a test runner's capture.
-            stream.write(data.decode("ascii"))
-            stream.flush()
-            return
-        write_line(fd, data)
+            return None, stream
+
+    def close(self):
+        """Stdout is not ours to close."""
 
 
-class AppendFileHandler(LineHandler):
-    """Appends to a file opened with O_APPEND, so concurrent workers' lines stay whole."""
+class AppendFile:
+    """A file opened with O_APPEND, so concurrent workers' lines stay whole.
+
+    The descriptor is this process's own, opened non-blocking: a write to a
+    named pipe that is full fails with EAGAIN instead of blocking (regular
+    files and devices ignore the flag).
+    """
+
+    owns_descriptor = True
 
     def __init__(self, path):
-        super().__init__()
         self.path = os.fspath(path)
         self._fd = None
 
-    def write(self, data):
+    def target(self):
         if self._fd is None:
             # Opened by the first write, i.e. in the worker process that writes.
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        write_line(self._fd, data)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
+        return self._fd, None
 
     def close(self):
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
-        super().close()
 
 
-def make_handler(path):
-    """The handler for one app's stream: a file when configured, else stdout."""
-    handler = AppendFileHandler(path) if path else StdoutHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    return handler
-
-
-def app_logger(handler):
-    """A child of ``app.analytics.events`` that writes to one app's stream.
-
-    It is made directly rather than through ``logging.getLogger`` so that it
-    is not registered for the life of the process: it lives and dies with the
-    app that owns it, and two apps never share one.
-    """
-    logger = logging.Logger(f"{EVENTS_LOGGER_NAME}.app", logging.INFO)
-    logger.parent = events_logger()
-    logger.addHandler(handler)
-    return logger
+def open_stream(path):
+    """The event stream of one app: a file when configured, else stdout."""
+    return AppendFile(path) if path else StdoutStream()
 
 
 class EventSink:
-    """Accepts finished event lines without blocking and writes them in order."""
+    """Writes finished event lines in order: by the caller when it can, else by a writer thread."""
 
-    def __init__(self, logger, capacity, stall_seconds):
-        self._logger = logger
+    def __init__(self, stream, capacity, stall_seconds):
+        self._stream = stream
         self.capacity = capacity
         self._stall_seconds = stall_seconds
         self._reset()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: (sink := ref()) and sink._reset())
-        for handler in logger.handlers:
-            handler.on_error = self._count_failure
 
     def _reset(self):
         # A fresh lock too: one held by another thread at fork stays held in the child.
         self._lock = threading.Lock()
-        self._queue = None
+        self._wake = threading.Condition(self._lock)
+        self._backlog = collections.deque()
         self._thread = None
+        self._modes = {}
         self._writing_since = None
+        self._error = None
         self._closed = False
-        self._queued = 0
-        self._handled = 0
+        self._exit_hooked = False
         self.failed = 0
 
-    def submit(self, line):
-        """Queue ``line`` for writing; False when the sink cannot take it now."""
-        # Under the lock, so that close() never misses a line queued as it starts.
+    def write(self, data):
+        """Write ``data`` (one line, newline included) or take it into the backlog; False when refused."""
         with self._lock:
-            pending = self._queue if self._queue is not None else self._start()
-            if pending is None or not self._thread.is_alive() or self.stalled():
+            if self._closed:
                 return False
+            if self._backlog:
+                # Behind lines already waiting: order within the process.
+                return self._enqueue(data)
             try:
-                pending.put_nowait(line)
-            except queue.Full:
+                written = self._write_now(data)
+            except (OSError, ValueError) as error:
+                # ValueError: a stand-in stream that was closed.
+                self._fail(error)
                 return False
-            self._queued += 1
+            self._error = None
+            if written < len(data):
+                return self._enqueue(data[written:])
             return True
 
     def stalled(self):
@@ -181,34 +192,35 @@ class EventSink:
         since = self._writing_since
         return since is not None and time.monotonic() - since > self._stall_seconds
 
-    def state(self):
-        """Depth, capacity and whether the sink can accept events now."""
-        pending = self._queue
-        depth = pending.qsize() if pending is not None else 0
+    def problem(self):
+        """Why the sink cannot accept events now, or None."""
         if self._closed:
-            reason = "the event writer has shut down"
-        elif self._thread is not None and not self._thread.is_alive():
-            reason = "the event writer thread has stopped"
-        elif depth >= self.capacity:
-            reason = "the event backlog is full"
-        elif self.stalled():
-            reason = "the event stream is not accepting writes"
-        else:
-            reason = None
-        return {"depth": depth, "capacity": self.capacity, "problem": reason}
+            return "the event writer has shut down"
+        if self._error is not None:
+            return f"the event stream failed: {self._error}"
+        if self._thread is not None and not self._thread.is_alive():
+            return "the event writer thread has stopped"
+        if len(self._backlog) >= self.capacity:
+            return "the event backlog is full"
+        if self.stalled():
+            return "the event stream is not accepting writes"
+        return None
+
+    def depth(self):
+        """Lines waiting in the backlog."""
+        return len(self._backlog)
 
     def flush(self, timeout=DRAIN_SECONDS):
-        """Wait until every queued line has been written; False on timeout."""
-        pending = self._queue
+        """Wait until the backlog is written; False on timeout or when the writer cannot write it."""
         deadline = time.monotonic() + timeout
-        while pending is not None and pending.unfinished_tasks:
-            if time.monotonic() > deadline or not self._thread.is_alive():
+        while self._backlog:
+            if time.monotonic() > deadline or self._thread is None or not self._thread.is_alive():
                 return False
             time.sleep(0.001)
         return True
 
     def close(self, timeout=DRAIN_SECONDS):
-        """Write what is queued, stop the writer and close the stream; idempotent.
+        """Write the backlog, stop the writer and close the stream; idempotent.
 
         Later lines are refused. The drain gives up after ``timeout`` seconds,
         or once the stream has taken nothing for the stall limit, so a stream
@@ -219,82 +231,131 @@ class EventSink:
             if self._closed:
                 return
             self._closed = True
-            pending, thread = self._queue, self._thread
-        if pending is not None and not self._drain(pending, thread, timeout):
-            _log.warning(
-                "telemetry: %d event(s) were not written before shutdown: %s",
-                self._queued - self._handled,
-                "the event writer thread has stopped"
-                if not thread.is_alive()
-                else "the event stream is not accepting writes",
-            )
-            if thread.is_alive():
+            thread = self._thread
+            self._wake.notify_all()
+        if thread is not None:
+            self._drain(thread, timeout)
+        if self._backlog:
+            if self._error is not None:
+                reason = f"the event stream failed: {self._error}"
+            else:
+                reason = "the event stream is not accepting writes"
+            _log.warning("telemetry: %d event(s) were not written before shutdown: %s", len(self._backlog), reason)
+            if thread is not None and thread.is_alive():
                 return  # the writer still holds the stream
-        for handler in self._logger.handlers:
-            handler.close()
+        self._stream.close()
 
-    def _drain(self, pending, thread, timeout):
-        """Let the writer empty the queue and stop; True once every line is handled."""
+    def _drain(self, thread, timeout):
+        """Let the writer empty the backlog and stop, while it makes progress."""
         deadline = time.monotonic() + timeout
-        progress, progress_at = self._handled, time.monotonic()
-        stop_queued = False
+        progress, progress_at = len(self._backlog), time.monotonic()
         while thread.is_alive():
-            if not stop_queued:
-                try:
-                    pending.put_nowait(_STOP)
-                    stop_queued = True
-                except queue.Full:
-                    pass  # nothing new is queued once closed, so room will come
             thread.join(0.01)
             now = time.monotonic()
-            if self._handled != progress:
-                progress, progress_at = self._handled, now
+            if len(self._backlog) != progress:
+                progress, progress_at = len(self._backlog), now
             if now > deadline or now - progress_at > self._stall_seconds:
                 break
-        return self._handled == self._queued
+
+    def _write_now(self, data):
+        """Write without blocking; the number of bytes the stream took (0: it would block)."""
+        fd, standin = self._stream.target()
+        if fd is None:
+            standin.write(data.decode("ascii"))
+            standin.flush()
+            return len(data)
+        mode = self._modes.get(fd) or self._modes.setdefault(fd, self._first_mode(fd))
+        if mode is _NOWAIT:
+            try:
+                return os.pwritev(fd, [data], -1, _RWF_NOWAIT)
+            except BlockingIOError:
+                return 0
+            except OSError as error:
+                if error.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP):
+                    raise
+                # Refused for this kind of descriptor (a regular file, a tty): ask once what it is.
+                mode = self._modes[fd] = _fallback_mode(fd)
+        if mode is _PLAIN:
+            try:
+                return os.write(fd, data)
+            except BlockingIOError:
+                return 0
+        return 0
+
+    def _first_mode(self, fd):
+        if self._stream.owns_descriptor:
+            return _PLAIN
+        return _NOWAIT if _RWF_NOWAIT else _fallback_mode(fd)
+
+    def _enqueue(self, data):
+        """Put ``data`` in the backlog for the writer; False when the backlog cannot take it."""
+        if self._error is not None or len(self._backlog) >= self.capacity or self.stalled():
+            return False
+        if self._thread is None:
+            self._start()
+        elif not self._thread.is_alive():
+            return False
+        self._backlog.append(data)
+        self._wake.notify()
+        return True
 
     def _start(self):
-        """The queue, its writer thread and exit hook for this process; None once closed."""
-        if self._closed:
-            return None
-        if self._queue is None:
-            self._queue = queue.Queue(self.capacity)
-            self._thread = threading.Thread(
-                target=self._write_lines,
-                args=(self._queue,),
-                name="telemetry-writer",
-                daemon=True,
-            )
-            self._thread.start()
+        """The writer thread and exit hook for this process."""
+        self._thread = threading.Thread(target=self._write_backlog, name="telemetry-writer", daemon=True)
+        self._thread.start()
+        if not self._exit_hooked:
+            self._exit_hooked = True
             ref = weakref.ref(self)
             atexit.register(lambda: (sink := ref()) and sink.close())
-        return self._queue
 
-    def _write_lines(self, pending):
-        logger = self._logger
+    def _write_backlog(self):
         while True:
-            line = pending.get()
-            if line is _STOP:
-                pending.task_done()
-                return
-            self._writing_since = time.monotonic()
+            with self._lock:
+                while not self._backlog and not self._closed:
+                    self._wake.wait()
+                if not self._backlog:
+                    return
+                # Several whole lines may share one write, up to PIPE_BUF.
+                count, size = 0, 0
+                for line in self._backlog:
+                    if count and size + len(line) > PIPE_BUF:
+                        break
+                    count, size = count + 1, size + len(line)
+                chunk = b"".join(self._backlog[index] for index in range(count))
+                self._writing_since = time.monotonic()
             try:
-                if logger.isEnabledFor(logging.INFO):
-                    # Logger.info without its stack walk for the caller, which is
-                    # always this loop: a third of the cost of a record.
-                    logger.handle(
-                        logger.makeRecord(logger.name, logging.INFO, __file__, 0, line, None, None, "_write_lines")
-                    )
-            except Exception as error:
-                # A handler attached to the events logger failed; the next line may not.
-                self._count_failure(error)
-            finally:
+                fd, standin = self._stream.target()
+                if fd is None:
+                    standin.write(chunk.decode("ascii"))
+                    standin.flush()
+                else:
+                    write_line(fd, chunk)
+            except (OSError, ValueError) as error:
+                with self._lock:
+                    self._writing_since = None
+                    self._fail(error)
+                    # The lines stay at the head: retried until written, or reported at exit.
+                    self._wake.wait(RETRY_SECONDS)
+                continue
+            with self._lock:
+                for _ in range(count):
+                    self._backlog.popleft()
                 self._writing_since = None
-                self._handled += 1
-                pending.task_done()
-            if pending.empty():
-                time.sleep(GATHER_SECONDS)
+                self._error = None
 
-    def _count_failure(self, error):
-        with self._lock:
-            self.failed += 1
+    def _fail(self, error):
+        """Count a failed write; events are refused until a write succeeds."""
+        self.failed += 1
+        if self._error is None:
+            # Once per failure, not once per refused event.
+            _log.warning("telemetry: writing to the event stream failed, events are refused: %s", error)
+        errno_name = errno.errorcode.get(getattr(error, "errno", None) or 0)
+        self._error = f"{errno_name}: {error.strerror}" if errno_name and error.strerror else str(error)
+
+
+def _fallback_mode(fd):
+    """How to write ``fd`` when RWF_NOWAIT cannot: plainly if it never blocks, else through the backlog."""
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode) or stat.S_ISCHR(mode) and not os.isatty(fd):
+        return _PLAIN
+    return _BACKLOG
