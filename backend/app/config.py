@@ -93,8 +93,16 @@ def _origins(config, key):
                 f"{key} must list origins such as https://textbook.example.org "
                 f"(scheme://host[:port], no path), got {origin!r}"
             )
-    # Browsers send an origin without a trailing slash, and compare it case-insensitively.
-    return [origin.rstrip("/").lower() for origin in value]
+    return [normal_origin(origin) for origin in value]
+
+
+def normal_origin(origin):
+    """An origin as browsers send it: lower case, no trailing slash, no default port."""
+    origin = origin.rstrip("/").lower()
+    for scheme, port in (("http://", ":80"), ("https://", ":443")):
+        if origin.startswith(scheme) and origin.endswith(port):
+            return origin[: -len(port)]
+    return origin
 
 
 def _integer(config, key, low, high):

@@ -4,6 +4,8 @@ from flask import current_app, request
 from flask_cors import CORS
 from werkzeug.exceptions import Forbidden
 
+from .config import normal_origin
+
 API_PREFIX = "/api"
 
 # The request headers the API reads; a preflight may ask for no others.
@@ -58,14 +60,15 @@ def _refuse_other_origins():
     if request.method in _SAFE_METHODS or not request.path.startswith(API_PREFIX + "/"):
         return None
     origin = request.headers.get("Origin")
-    if origin is not None and origin.rstrip("/").lower() not in current_app.config["CORS_ORIGINS"]:
+    if origin is not None and normal_origin(origin) not in current_app.config["CORS_ORIGINS"]:
         raise Forbidden(f"Requests from the origin {origin!r} are not allowed.")
     return None
 
 
 def _vary_on_origin(response):
     # With a list, whether Access-Control-Allow-Origin is sent depends on Origin,
-    # even with one origin listed (where flask-cors adds no Vary).
-    if request.path.startswith(API_PREFIX + "/"):
+    # even with one origin listed (where flask-cors adds no Vary of its own).
+    varies = {value.strip().lower() for header in response.headers.getlist("Vary") for value in header.split(",")}
+    if request.path.startswith(API_PREFIX + "/") and "origin" not in varies:
         response.vary.add("Origin")
     return response
