@@ -114,4 +114,9 @@ def test_openapi_prints_a_valid_document(runner, output):
 def test_openapi_prefix_limits_the_paths(runner):
     result = runner.invoke(args=["telemetry", "openapi", "--prefix", "/api/telemetry"])
 
-    assert set(json.loads(result.output)["paths"]) == {"/api/telemetry/log", "/api/telemetry/health"}
+    assert set(json.loads(result.output)["paths"]) == {
+        "/api/telemetry/log",
+        "/api/telemetry/batch",
+        "/api/telemetry/health",
+        "/api/telemetry/client.js",
+    }

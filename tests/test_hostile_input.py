@@ -11,6 +11,7 @@ import pytest
 from gunicorn_server import GunicornServer
 
 LOG = "/api/telemetry/log"
+BATCH = "/api/telemetry/batch"
 ASK = "/api/ai/ask-question"
 TOKEN = "s3cret-ingest-token-0123456789"
 BIG_BODIES = {"MAX_CONTENT_LENGTH": 1024 * 1024}
@@ -18,6 +19,10 @@ BIG_BODIES = {"MAX_CONTENT_LENGTH": 1024 * 1024}
 
 def event(payload):
     return b'{"event_type":"chapter_visit","payload":' + payload + b"}"
+
+
+def batch(*events):
+    return b'{"events":[' + b",".join(events) + b"]}"
 
 
 def nested(depth):
@@ -59,14 +64,38 @@ REFUSED = [
     pytest.param(b'{"event_type":"chapter_visit","event_type":"error_event"}', 400, {}, LOG, id="duplicate-top-level-key"),
     pytest.param(event(b'{"user_id":"a","user_id":"b"}'), 400, {}, LOG, id="duplicate-payload-key"),
     pytest.param(b'{"chapter_id":"c","chapter_id":"d","question":"q"}', 400, {}, ASK, id="ai-block-duplicate-key"),
+    pytest.param(batch(event(nested(1_000))), 400, {}, BATCH, id="batch-event-nested-1000-deep"),
+    pytest.param(batch(event(b"{}"), event(b'{"n":NaN}')), 400, {}, BATCH, id="batch-nan-in-one-event"),
+    pytest.param(batch(event(b'{"s":"\\ud800"}')), 400, {}, BATCH, id="batch-lone-surrogate"),
+    pytest.param(batch(event(b'{"s":"\xff"}')), 400, {}, BATCH, id="batch-invalid-utf8"),
+    pytest.param(b'{"events":[],"events":[]}', 400, {}, BATCH, id="batch-duplicate-key"),
+    pytest.param(batch(event(b"{}")) + b",", 400, {}, BATCH, id="batch-trailing-garbage"),
+    pytest.param(b"[" + event(b"{}") + b"]", 422, {}, BATCH, id="batch-bare-list-of-events"),
+    pytest.param(b'{"events":[]}', 422, {}, BATCH, id="batch-empty"),
+    pytest.param(b'{"events":' + event(b"{}") + b"}", 422, {}, BATCH, id="batch-events-not-a-list"),
+    pytest.param(batch(*[event(b"{}")] * 101), 422, {}, BATCH, id="batch-of-101-events"),
+    pytest.param(batch(*[b"1"] * 30_000), 422, BIG_BODIES, BATCH, id="batch-of-30000-numbers"),
+    pytest.param(batch(b'"x"', b"null", b"[]"), 422, {}, BATCH, id="batch-of-non-objects"),
+    pytest.param(batch(event(b'{"s":"' + b"x" * 5_000 + b'"}')), 413, {}, BATCH, id="batch-line-over-4096-bytes"),
+    pytest.param(batch(*[event(b'{"s":"' + b"x" * 3_000 + b'"}')] * 30), 413, {}, BATCH, id="batch-body-over-limit"),
 ]
+
+# The ingestion routes read a text/plain body exactly as they read JSON.
+TEXT_PLAIN = [row for row in REFUSED if row.values[3] in (LOG, BATCH)]
 
 
 @pytest.mark.parametrize(("body", "status", "config", "path"), REFUSED)
 def test_hostile_body_is_a_problem_and_emits_nothing(make_app, read_events, body, status, config, path):
-    app = make_app(config)
+    assert_refused(make_app(config), read_events, path, body, "application/json", status)
 
-    response = app.test_client().post(path, data=body, content_type="application/json")
+
+@pytest.mark.parametrize(("body", "status", "config", "path"), TEXT_PLAIN)
+def test_hostile_text_plain_body_is_the_same_problem(make_app, read_events, body, status, config, path):
+    assert_refused(make_app(config), read_events, path, body, "text/plain;charset=UTF-8", status)
+
+
+def assert_refused(app, read_events, path, body, content_type, status):
+    response = app.test_client().post(path, data=body, content_type=content_type)
 
     assert response.status_code == status
     assert response.mimetype == "application/problem+json"

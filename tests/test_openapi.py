@@ -4,21 +4,27 @@ from pathlib import Path
 
 import pytest
 import yaml
-from openapi_schema_validator import OAS30Validator
+from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from openapi_spec_validator import validate
 
 
 LOG = "/api/telemetry/log"
 
+BATCH = "/api/telemetry/batch"
+
 ROUTES = {
-    ("/api/telemetry/log", "post"): {"202", "400", "401", "413", "415", "422", "500", "503"},
+    ("/api/telemetry/log", "post"): {"202", "400", "401", "403", "413", "415", "422", "500", "503"},
+    ("/api/telemetry/batch", "post"): {"202", "400", "401", "403", "413", "415", "422", "500", "503"},
     ("/api/telemetry/health", "get"): {"200", "500", "503"},
-    ("/api/ai/ask-question", "post"): {"200", "400", "413", "415", "422", "500"},
-    ("/api/ai/explain-like-10", "post"): {"200", "400", "413", "415", "422", "500"},
-    ("/api/ai/quiz", "post"): {"200", "400", "413", "415", "422", "500"},
-    ("/api/ai/diagram", "post"): {"200", "400", "413", "415", "422", "500"},
+    ("/api/telemetry/client.js", "get"): {"200", "500"},
+    ("/api/ai/ask-question", "post"): {"200", "400", "403", "413", "415", "422", "500"},
+    ("/api/ai/explain-like-10", "post"): {"200", "400", "403", "413", "415", "422", "500"},
+    ("/api/ai/quiz", "post"): {"200", "400", "403", "413", "415", "422", "500"},
+    ("/api/ai/diagram", "post"): {"200", "400", "403", "413", "415", "422", "500"},
     ("/api/openapi.json", "get"): {"200", "500"},
 }
+
+TELEMETRY_PATHS = {"/api/telemetry/log", "/api/telemetry/batch", "/api/telemetry/health", "/api/telemetry/client.js"}
 
 
 @pytest.fixture
@@ -29,7 +35,7 @@ def document(client):
 def body_validator(document, path):
     """A validator for the request body ``path`` documents, with OpenAPI 3.0 semantics (nullable)."""
     schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    return OAS30Validator({**schema, "components": document["components"]})
+    return OAS30Validator({**schema, "components": document["components"]}, format_checker=oas30_format_checker)
 
 
 def test_served_document_is_valid_openapi_3(document):
@@ -67,6 +73,17 @@ def test_every_api_route_is_documented_with_its_statuses(app, document):
         (LOG, {"event_type": "page_view"}, 422),
         (LOG, {"payload": {}}, 422),
         (LOG, {"event_type": "chapter_visit", "user_id": "u1"}, 422),
+        (LOG, {"event_type": "chapter_visit", "event_id": "0b5a3c1e-7f0d-4a8e-9a55-2d1f6b2c9e11"}, 202),
+        (LOG, {"event_type": "chapter_visit", "event_id": "not-a-uuid"}, 422),
+        (LOG, {"event_type": "chapter_visit", "event_id": 7}, 422),
+        (BATCH, {"events": [{"event_type": "chapter_visit"}, {"event_type": "error_event", "payload": {}}]}, 202),
+        (BATCH, {"events": [{"event_type": "chapter_visit", "event_id": "0b5a3c1e-7f0d-4a8e-9a55-2d1f6b2c9e11"}]}, 202),
+        (BATCH, {"events": []}, 422),
+        (BATCH, {"events": {"event_type": "chapter_visit"}}, 422),
+        (BATCH, {"events": [{"event_type": "chapter_visit"}], "extra": 1}, 422),
+        (BATCH, {"event_type": "chapter_visit"}, 422),
+        (BATCH, {"events": [{"event_type": "page_view"}]}, 422),
+        (BATCH, {"events": [{"event_type": "chapter_visit", "payload": {"chapter_id": 3}}]}, 422),
         ("/api/ai/quiz", {"chapter_id": "c"}, 200),
         ("/api/ai/quiz", {"chapter_id": "c", "num_questions": 10}, 200),
         ("/api/ai/quiz", {"chapter_id": "c", "num_questions": 11}, 422),
@@ -85,11 +102,37 @@ def test_documented_body_schema_agrees_with_the_route(client, document, path, bo
     assert body_validator(document, path).is_valid(body) is (status < 300)
 
 
-def test_headers_always_sent_with_a_status_are_documented_as_required(document):
-    responses = document["paths"]["/api/telemetry/log"]["post"]["responses"]
+@pytest.mark.parametrize("path", [LOG, BATCH])
+def test_headers_always_sent_with_a_status_are_documented_as_required(document, path):
+    responses = document["paths"][path]["post"]["responses"]
 
     assert responses["401"]["headers"]["WWW-Authenticate"]["required"] is True
     assert responses["503"]["headers"]["Retry-After"]["required"] is True
+
+
+@pytest.mark.parametrize("path", [LOG, BATCH])
+def test_ingestion_bodies_are_documented_as_json_and_as_text_plain(document, path):
+    content = document["paths"][path]["post"]["requestBody"]["content"]
+
+    assert set(content) == {"application/json", "text/plain"}
+    assert content["text/plain"]["schema"] == content["application/json"]["schema"]
+
+
+def test_ai_block_bodies_are_json_only(document):
+    assert set(document["paths"]["/api/ai/quiz"]["post"]["requestBody"]["content"]) == {"application/json"}
+
+
+def test_refused_batches_are_documented_with_their_results(document):
+    responses = document["paths"][BATCH]["post"]["responses"]
+    for status in ("413", "422", "503"):
+        assert responses[status]["content"]["application/problem+json"]["schema"]["$ref"].endswith("/BatchProblem")
+    assert "results" in document["components"]["schemas"]["BatchProblem"]["properties"]
+
+
+def test_tracker_is_documented_as_javascript(document):
+    content = document["paths"]["/api/telemetry/client.js"]["get"]["responses"]["200"]["content"]
+
+    assert set(content) == {"text/javascript"}
 
 
 def test_request_bodies_come_from_the_marshmallow_schemas(document):
@@ -134,4 +177,4 @@ def test_committed_contract_is_valid_openapi_3_for_the_two_telemetry_routes():
     contract = yaml.safe_load(CONTRACT.read_text(encoding="utf-8"))
 
     validate(contract)
-    assert set(contract["paths"]) == {"/api/telemetry/log", "/api/telemetry/health"}
+    assert set(contract["paths"]) == TELEMETRY_PATHS

@@ -109,11 +109,72 @@ def test_malformed_json_is_400(client, events, data, content_type):
     assert events() == []
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "text/json"])
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "application/x-www-form-urlencoded", "multipart/form-data", "text/json", "text/html", "text/plainx"],
+)
 def test_non_json_content_type_is_415(client, events, content_type):
     response = client.post("/api/telemetry/log", data=json.dumps(VISIT), content_type=content_type)
 
     assert_problem(response, 415)
+    assert events() == []
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/plain;charset=UTF-8", "TEXT/PLAIN; charset=utf-8"])
+def test_text_plain_body_is_read_as_json(client, events, content_type):
+    # What navigator.sendBeacon and a fetch without a preflight send.
+    response = client.post("/api/telemetry/log", data=json.dumps(VISIT), content_type=content_type)
+
+    assert response.status_code == 202
+    (line,) = events()
+    assert line["event_id"] == response.get_json()["event_id"]
+    assert line["payload"] == VISIT["payload"]
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"not json", 400),
+        (b'{"event_type": "chapter_visit", "payload": {"x": NaN}}', 400),
+        (b'{"event_type": "chapter_visit", "event_type": "error_event"}', 400),
+        (b"[]", 400),
+        (b'{"event_type": "page_view"}', 422),
+    ],
+)
+def test_text_plain_body_meets_the_same_strict_parser(client, events, data, status):
+    assert_problem(client.post("/api/telemetry/log", data=data, content_type="text/plain"), status)
+    assert events() == []
+
+
+def test_ai_blocks_take_json_only(client, events):
+    body = json.dumps({"chapter_id": "c", "question": "Why?"})
+
+    assert_problem(client.post("/api/ai/ask-question", data=body, content_type="text/plain"), 415)
+    assert events() == []
+
+
+@pytest.mark.parametrize(
+    ("sent", "written"),
+    [
+        ("0b5a3c1e-7f0d-4a8e-9a55-2d1f6b2c9e11", "0b5a3c1e-7f0d-4a8e-9a55-2d1f6b2c9e11"),
+        ("0B5A3C1E-7F0D-4A8E-9A55-2D1F6B2C9E11", "0b5a3c1e-7f0d-4a8e-9a55-2d1f6b2c9e11"),
+        ("0b5a3c1e7f0d4a8e9a552d1f6b2c9e11", "0b5a3c1e-7f0d-4a8e-9a55-2d1f6b2c9e11"),
+        ("{0b5a3c1e-7f0d-4a8e-9a55-2d1f6b2c9e11}", "0b5a3c1e-7f0d-4a8e-9a55-2d1f6b2c9e11"),
+    ],
+)
+def test_client_event_id_is_the_id_on_the_line_in_canonical_form(client, events, sent, written):
+    response = client.post("/api/telemetry/log", json={**VISIT, "event_id": sent})
+
+    assert response.status_code == 202
+    assert response.get_json()["event_id"] == written
+    assert [line["event_id"] for line in events()] == [written]
+
+
+@pytest.mark.parametrize("event_id", ["", "not-a-uuid", "0b5a3c1e-7f0d-4a8e-9a55", 7, None, ["x"], {"a": 1}])
+def test_client_event_id_that_is_not_a_uuid_is_422(client, events, event_id):
+    body = assert_problem(client.post("/api/telemetry/log", json={**VISIT, "event_id": event_id}), 422)
+
+    assert "event_id" in body["errors"]
     assert events() == []
 
 

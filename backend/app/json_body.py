@@ -44,11 +44,12 @@ class StrictJSONProvider(DefaultJSONProvider):
         return value
 
 
-def json_body(plain_text=False):
+def json_body(plain_text=False, objects_only=True):
     """The request body as a JSON object, or the HTTP error that explains why not.
 
     With ``plain_text``, a ``text/plain`` body is read as JSON too: it is what
-    ``navigator.sendBeacon`` and a fetch without a preflight send.
+    ``navigator.sendBeacon`` and a fetch without a preflight send. Without
+    ``objects_only``, any JSON value is returned, for the schema to judge.
     """
     if not (request.is_json or plain_text and request.mimetype == "text/plain"):
         accepted = "application/json or text/plain" if plain_text else "application/json"
@@ -63,7 +64,7 @@ def json_body(plain_text=False):
         value = current_app.json.loads(data)
     except ValueError as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
-    if not isinstance(value, dict):
+    if objects_only and not isinstance(value, dict):
         raise BadRequest("The request body must be a JSON object.")
     return value
 

@@ -24,6 +24,7 @@ API_VERSION = "1.0.0"
 _ALWAYS = (500,)
 _BODY_ERRORS = (400, 403, 413, 415, 422)
 _BODY_MEDIA_TYPES = ("application/json",)
+_DESCRIPTIONS = {403: "The request's Origin is not one of CORS_ORIGINS (when that is a list)."}
 
 
 class ProblemSchema(Schema):
@@ -47,20 +48,22 @@ def _contract(view):
     return view.openapi
 
 
-def use_body(schema, *, one_of=None, documented=None, plain_text=False):
+def use_body(schema, *, one_of=None, documented=None, plain_text=False, objects_only=True):
     """Load the JSON body with ``schema`` and pass the result as the view's first argument.
 
     ``one_of`` documents a body whose shape depends on one of its fields as
     the list of variant schemas that ``schema`` and the domain code enforce;
     ``documented`` names another schema that describes the body as the view
     judges it (an envelope whose items the view checks one by one).
-    ``plain_text`` also reads a ``text/plain`` body as JSON (browser beacons).
+    ``plain_text`` also reads a ``text/plain`` body as JSON (browser beacons);
+    without ``objects_only`` a JSON value that is not an object is the
+    schema's to refuse (422) rather than a 400.
     """
 
     def decorate(view):
         @functools.wraps(view)
         def load_and_call(*args, **kwargs):
-            return view(schema.load(json_body(plain_text)), *args, **kwargs)
+            return view(schema.load(json_body(plain_text, objects_only)), *args, **kwargs)
 
         # functools.wraps shares the view's attributes, its contract included.
         contract = _contract(load_and_call)
@@ -175,7 +178,7 @@ def _response(status, schema, description, headers, media_type):
     if media_type is None:
         is_problem = isinstance(schema, type) and issubclass(schema, ProblemSchema)
         media_type = "application/problem+json" if is_problem else "application/json"
-    response = {"description": description or HTTP_STATUS_CODES[status]}
+    response = {"description": description or _DESCRIPTIONS.get(status) or HTTP_STATUS_CODES[status]}
     if schema is not None:
         response["content"] = {media_type: {"schema": schema}}
     if headers:

@@ -119,15 +119,21 @@ class BatchSchema(Schema):
             raise ValidationError(f"A batch holds 1 to {most} events, not {len(events)}.")
 
 
-class BatchDocumentSchema(Schema):
-    """``BatchSchema`` as documented: a list of events shaped like the body of ``/log``."""
-
-    events = fields.List(
-        fields.Nested(TelemetryEventSchema),
-        required=True,
-        validate=validate.Length(min=1),
-        metadata={"description": "1 to TELEMETRY_MAX_BATCH_EVENTS (default 100) events, each judged as /log would."},
-    )
+# The batch body as documented: each event is shaped like the body of /log,
+# though the route judges each one on its own rather than the whole body.
+BATCH_DOCUMENT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["events"],
+    "properties": {
+        "events": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"oneOf": list(EVENT_VARIANT_SCHEMAS)},
+            "description": "1 to TELEMETRY_MAX_BATCH_EVENTS (default 100) events, each judged as /log would.",
+        }
+    },
+}
 
 
 class BatchResultSchema(Schema):

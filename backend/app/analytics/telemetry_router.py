@@ -18,7 +18,7 @@ from .event_logger import EventRejected, EventTooLarge, SinkUnavailable, get_eve
 from .schemas import (
     EVENT_VARIANT_SCHEMAS,
     BatchAcceptedSchema,
-    BatchDocumentSchema,
+    BATCH_DOCUMENT,
     BatchProblemSchema,
     BatchSchema,
     EventAcceptedSchema,
@@ -99,9 +99,10 @@ def log_event(body):
     headers=_RETRY_AFTER,
 )
 @require_ingest_token
-@use_body(BatchSchema(), documented=BatchDocumentSchema, plain_text=True)
+# A body that is not an object is a bad envelope: 422, as for a missing events list.
+@use_body(BatchSchema(), documented=BATCH_DOCUMENT, plain_text=True, objects_only=False)
 def log_batch(body):
-    """Accept several analytics events at once, each judged as ``/log`` would judge it alone."""
+    """Accept several analytics events at once, each judged as /log would judge it alone."""
     results = [_batch_result(index, event) for index, event in enumerate(body["events"])]
     accepted = sum(result["status"] == 202 for result in results)
     reply = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
