@@ -1,4 +1,4 @@
-"""What the browser tests share: finding Chromium, a page server on its own origin, waiting for event lines."""
+"""For the browser tests: finding Chromium, a page server on its own origin, waiting for event lines."""
 
 import functools
 import http.server

@@ -105,8 +105,9 @@
   function takeBatch() {
     let count = 0;
     let bytes = 20;
-    while (count < queue.length && count < MAX_BATCH_EVENTS && bytes + queue[count].bytes + 1 <= MAX_BATCH_BYTES) {
-      bytes += queue[count].bytes + 1;
+    while (count < queue.length && count < MAX_BATCH_EVENTS) {
+      bytes += queue[count].bytes + 1; // and a comma
+      if (bytes > MAX_BATCH_BYTES) break;
       count += 1;
     }
     return queue.splice(0, count);
@@ -120,15 +121,7 @@
   async function post(batch) {
     let response;
     try {
-      response = await fetch(endpoint, {
-        method: "POST",
-        // text/plain is a "simple" content type: no preflight round trip.
-        headers: { "Content-Type": "text/plain" },
-        body: batchBody(batch),
-        mode: "cors",
-        credentials: "omit",
-        keepalive: true, // finishes even if the reader leaves meanwhile
-      });
+      response = await postBody(batchBody(batch));
     } catch (error) {
       // Offline, DNS, a refused connection or a CORS refusal: all look alike.
       backOff(null);
@@ -154,6 +147,18 @@
     return retry;
   }
 
+  function postBody(body) {
+    return fetch(endpoint, {
+      method: "POST",
+      // text/plain is a "simple" content type: no preflight round trip.
+      headers: { "Content-Type": "text/plain" },
+      body,
+      mode: "cors",
+      credentials: "omit", // the API uses no cookies
+      keepalive: true, // finishes even if the reader leaves meanwhile
+    });
+  }
+
   function backOff(retryAfter) {
     failures += 1;
     const exponential = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (failures - 1));
@@ -171,7 +176,9 @@
 
   function requeue(batch) {
     const kept = batch.filter((item) => ++item.attempts < MAX_ATTEMPTS);
-    if (kept.length < batch.length) warnOnce(`dropped ${batch.length - kept.length} event(s) after ${MAX_ATTEMPTS} attempts`);
+    if (kept.length < batch.length) {
+      warnOnce(`dropped ${batch.length - kept.length} event(s) after ${MAX_ATTEMPTS} attempts`);
+    }
     queue = kept.concat(queue).slice(0, MAX_QUEUE_EVENTS);
   }
 
@@ -182,10 +189,11 @@
     timer = null;
     while (queue.length) {
       const body = batchBody(takeBatch());
-      if (!beacon(body)) {
-        fetch(endpoint, {
-          method: "POST", headers: { "Content-Type": "text/plain" }, body, mode: "cors", credentials: "omit", keepalive: true,
-        }).catch(() => {});
+      if (beacon(body)) continue;
+      try {
+        postBody(body).catch(() => {}); // nobody is left to retry it
+      } catch (error) {
+        // fetch itself is missing or broken: the next batch may still go by beacon
       }
     }
   }
@@ -211,7 +219,10 @@
   function reportError(errorType, message) {
     if (errorReports >= MAX_ERROR_REPORTS) return;
     errorReports += 1;
-    const payload = { error_type: cut(errorType, MAX_NAME_CHARS), error_message: cut(message, MAX_MESSAGE_CHARS) };
+    const payload = {
+      error_type: cut(errorType, MAX_NAME_CHARS),
+      error_message: cut(message, MAX_MESSAGE_CHARS),
+    };
     if (chapterId) payload.chapter_id = chapterId;
     enqueue("error_event", withUser(payload));
   }
@@ -232,7 +243,7 @@
     bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
     bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
     const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
-    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+    return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
   }
 
   // JSON.stringify writes a lone surrogate as a \uD8xx escape, which the API
@@ -294,7 +305,9 @@
 
   window.addEventListener("error", guarded((event) => {
     // Resource load errors do not bubble to window; these are script errors.
-    reportError(nameOf(event.error, "Error"), event.error ? describe(event.error) : event.message || "Script error.");
+    // A script from another origin without CORS gives no error, only "Script error.".
+    const message = event.error ? describe(event.error) : event.message || "Script error.";
+    reportError(nameOf(event.error, "Error"), message);
   }));
   window.addEventListener("unhandledrejection", guarded((event) => {
     reportError(nameOf(event.reason, "UnhandledRejection"), describe(event.reason));
