@@ -71,6 +71,11 @@ def tracker_page(site, api, **attributes):
     return site.page(f"tracker-{new_marker()}.html", html)
 
 
+def routes_answered(page):
+    """A pause for ``wait_for_lines`` during which ``page``'s route handlers run."""
+    return lambda seconds: page.wait_for_timeout(seconds * 1000)
+
+
 def open_tracker(page, url):
     page.goto(url)
     page.wait_for_function("() => window.TextbookTelemetry")
@@ -200,7 +205,8 @@ def test_tracker_reports_the_visit_tracked_events_and_errors(page, api, site):
     # A lone surrogate would make the API refuse the whole batch (400): the tracker replaces it.
     page.evaluate(
         """(marker) => TextbookTelemetry.track(
-             "ai_block_used", {block_type: "diagram", query: `half ${String.fromCharCode(0xd83d)}`, marker})""",
+             "ai_block_used", {block_type: "diagram", query: `half ${String.fromCharCode(0xd83d)}`, marker}
+           )""",
         marker,
     )
     # Errors the page does not handle: a rejection (Chromium reports it after
@@ -300,9 +306,6 @@ def test_tracker_retries_a_5xx_after_retry_after_and_drops_a_4xx(page, api, site
             body=json.dumps({"type": "about:blank", "title": "Refused", "status": status, "detail": "test"}),
         )
 
-    def pause(seconds):
-        page.wait_for_timeout(seconds * 1000)  # routes are answered meanwhile
-
     page.route(batch_url, answer)
     open_tracker(page, tracker_page(site, api))  # no chapter: nothing is sent until tracked
     track = """(marker) => TextbookTelemetry.track("error_event", {error_type: "Demo", marker})"""
@@ -311,7 +314,7 @@ def test_tracker_retries_a_5xx_after_retry_after_and_drops_a_4xx(page, api, site
     retried = new_marker()
     retried_id = page.evaluate(track, retried)
     page.evaluate("() => TextbookTelemetry.flush()")
-    (line,) = wait_for_lines(api, marked(retried), pause=pause)
+    (line,) = wait_for_lines(api, marked(retried), pause=routes_answered(page))
     assert line["event_id"] == retried_id
     (first, _), (second, _) = [(at, body) for at, body in requests if retried_id in body]
     assert second - first >= 0.9  # Retry-After: 1
@@ -322,9 +325,33 @@ def test_tracker_retries_a_5xx_after_retry_after_and_drops_a_4xx(page, api, site
     page.evaluate("() => TextbookTelemetry.flush()")
     page.evaluate(track, delivered)
     page.evaluate("() => TextbookTelemetry.flush()")
-    wait_for_lines(api, marked(delivered), pause=pause)
+    wait_for_lines(api, marked(delivered), pause=routes_answered(page))
     assert sum(dropped_id in body for _, body in requests) == 1
     assert not [line for line in api.event_lines() if marked(dropped)(line)]
+
+
+def test_tracker_splits_a_long_queue_into_batches_the_api_takes(page, api, site):
+    bodies = []
+
+    def forward(route):
+        bodies.append(route.request.post_data)
+        route.continue_()
+
+    page.route(f"{api.url}/api/telemetry/batch", forward)
+    open_tracker(page, tracker_page(site, api))
+    marker = new_marker()
+
+    event_ids = page.evaluate(
+        """(marker) => Array.from({length: 150}, (_, n) => TextbookTelemetry.track(
+             "error_event", {error_type: "Demo", error_message: "x".repeat(1000), marker, n}))""",
+        marker,
+    )
+
+    lines = wait_for_lines(api, marked(marker), count=150, pause=routes_answered(page))
+    assert sorted(line["event_id"] for line in lines) == sorted(event_ids)
+    batches = [json.loads(body)["events"] for body in bodies]
+    assert len(batches) >= 3  # 150 events of over 1 KB: too many and too large for one
+    assert all(len(batch) <= 100 and len(body.encode()) <= 60_000 for batch, body in zip(batches, bodies))
 
 
 def test_allow_list_lets_the_listed_origin_in_and_keeps_others_out(context, strict_api, site, other_site):

@@ -101,13 +101,14 @@
     }
   }
 
-  // The oldest events, as many as one request may carry.
+  // The oldest events, as many as one request may carry; always at least
+  // one, so that the loops that empty the queue always make progress.
   function takeBatch() {
     let count = 0;
-    let bytes = 20;
+    let bytes = 20; // the envelope
     while (count < queue.length && count < MAX_BATCH_EVENTS) {
       bytes += queue[count].bytes + 1; // and a comma
-      if (bytes > MAX_BATCH_BYTES) break;
+      if (bytes > MAX_BATCH_BYTES && count > 0) break;
       count += 1;
     }
     return queue.splice(0, count);
