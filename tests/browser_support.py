@@ -1,0 +1,95 @@
+"""For the browser tests: finding Chromium, a page server on its own origin, waiting for event lines."""
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+INSTALL_HINT = "apt-get install -y chromium"
+# Headless Chromium on a loopback-only machine: no sandbox (CI runs as root),
+# and nothing that phones home.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def chromium_executable():
+    """The system Chromium: $CHROMIUM_PATH, else ``chromium`` on PATH; None when there is none."""
+    override = os.environ.get("CHROMIUM_PATH")
+    if override:
+        return override if Path(override).is_file() else None
+    return shutil.which("chromium")
+
+
+def browser_missing(reason):
+    """Fail on CI, where the browser tests must run; skip elsewhere, saying how to install."""
+    message = f"{reason}; install it with `{INSTALL_HINT}` (or set CHROMIUM_PATH)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but the browser tests cannot run: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+class PageServer:
+    """Serves the files of ``root`` on 127.0.0.1:<free port>: a page origin other than the API's."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        handler = functools.partial(_QuietHandler, directory=str(self.root))
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="page-server", daemon=True)
+
+    @property
+    def origin(self):
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def page(self, name, html):
+        """Write a page and return its URL."""
+        (self.root / name).write_text(html, encoding="utf-8")
+        return f"{self.origin}/{name}"
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def wait_for_lines(server, predicate, count=1, timeout=5.0, pause=time.sleep):
+    """The event lines on ``server``'s stdout that satisfy ``predicate``, once there are ``count`` of them.
+
+    Playwright's sync API runs route handlers only inside its own calls: a
+    test that routes requests passes ``pause`` as one, e.g. ``page.wait_for_timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [line for line in server.event_lines() if predicate(line)]
+        if len(lines) >= count or time.monotonic() > deadline:
+            break
+        pause(0.05)
+    assert len(lines) >= count, f"expected {count} matching line(s) within {timeout} s, found {lines}"
+    return lines
+
+
+def marked(marker):
+    """A predicate: the event line carries ``marker`` somewhere in its payload."""
+    return lambda line: marker in repr(line["payload"])
