@@ -25,6 +25,10 @@ def init_cors(app):
     the methods of the route it asks about, read from the URL map.
     """
     origins = app.config["CORS_ORIGINS"]
+    if origins != "*":
+        app.before_request(_refuse_other_origins)
+        # Registered before flask-cors, so it runs after it (Flask runs after_request hooks in reverse).
+        app.after_request(_vary_on_origin)
     CORS(
         app,
         resources=_route_resources(app),
@@ -38,9 +42,6 @@ def init_cors(app):
         expose_headers=list(EXPOSED_HEADERS),
         max_age=PREFLIGHT_MAX_AGE,
     )
-    if origins != "*":
-        app.before_request(_refuse_other_origins)
-        app.after_request(_vary_on_origin)
 
 
 def _route_resources(app):
