@@ -22,6 +22,7 @@ ROUTES = {
     ("/api/ai/quiz", "post"): {"200", "400", "403", "413", "415", "422", "500"},
     ("/api/ai/diagram", "post"): {"200", "400", "403", "413", "415", "422", "500"},
     ("/api/openapi.json", "get"): {"200", "500"},
+    ("/metrics", "get"): {"200", "500"},
 }
 
 TELEMETRY_PATHS = {"/api/telemetry/log", "/api/telemetry/batch", "/api/telemetry/health", "/api/telemetry/client.js"}
@@ -50,7 +51,7 @@ def test_every_api_route_is_documented_with_its_statuses(app, document):
         for method, operation in operations.items()
     }
     assert documented == ROUTES
-    served = {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/api")}
+    served = {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith(("/api", "/metrics"))}
     assert served == set(document["paths"])
 
 

@@ -7,6 +7,7 @@ from .analytics.telemetry_router import bp as telemetry_bp
 from .api.ai_blocks import bp as ai_blocks_bp
 from .api.docs import bp as docs_bp
 from .config import DEFAULTS, validate_app_config
+from . import metrics
 from .cors import init_cors
 from .errors import register_error_handlers
 from .json_body import StrictJSONProvider
@@ -25,6 +26,7 @@ def create_app(config=None):
 
     EventLogger(app)
     register_error_handlers(app)
+    metrics.init_app(app)
 
     app.register_blueprint(telemetry_bp)
     app.register_blueprint(ai_blocks_bp)

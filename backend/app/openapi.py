@@ -106,8 +106,12 @@ def bearer_auth(view):
     return view
 
 
-def build_spec(app, path_prefix="/api"):
-    """The OpenAPI document for every route under ``path_prefix``."""
+# The API, and the metrics that operators scrape beside it.
+DOCUMENTED_PREFIXES = ("/api", "/metrics")
+
+
+def build_spec(app, path_prefixes=DOCUMENTED_PREFIXES):
+    """The OpenAPI document for every route under one of ``path_prefixes``."""
     marshmallow_plugin = MarshmallowPlugin()
     spec = APISpec(
         title=API_TITLE,
@@ -122,7 +126,7 @@ def build_spec(app, path_prefix="/api"):
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     rules = sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule)
     for rule in rules:
-        if not rule.rule.startswith(path_prefix):
+        if not rule.rule.startswith(tuple(path_prefixes)):
             continue
         view = app.view_functions[rule.endpoint]
         methods = sorted(rule.methods - {"HEAD", "OPTIONS"})

@@ -67,12 +67,12 @@ def smoke_command():
 
 
 @telemetry_cli.command("openapi")
-@click.option("--prefix", default="/api", show_default=True, help="Document routes under this path.")
+@click.option("--prefix", default=None, help="Document only the routes under this path (default: /api and /metrics).")
 @click.option("--format", "output", type=click.Choice(["json", "yaml"]), default="json", show_default=True)
 @with_appcontext
 def openapi_command(prefix, output):
     """Print the OpenAPI document generated from the route schemas."""
-    spec = build_spec(current_app, path_prefix=prefix)
+    spec = build_spec(current_app, (prefix,)) if prefix else build_spec(current_app)
     if output == "yaml":
         click.echo(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), nl=False)
     else:

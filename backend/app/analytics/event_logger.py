@@ -9,6 +9,7 @@ from collections import Counter
 from flask import current_app
 from marshmallow import ValidationError
 
+from .. import metrics
 from ..config import DEFAULTS, validate_telemetry_config
 from .analytics_models import EVENT_TYPES, AnalyticsEvent
 from .payload_rules import fit_line, redact
@@ -138,6 +139,7 @@ class EventLogger:
         if problem is not None:
             with state.lock:
                 state.refused += 1
+            metrics.EVENTS_REFUSED.inc()
             raise SinkUnavailable(problem)
         return event
 
@@ -146,6 +148,7 @@ class EventLogger:
         if not state.sink.write((line + "\n").encode("ascii")):
             return state.sink.problem() or "the event sink is unavailable"
         failures = publish(self._records, line)
+        metrics.EVENTS_ACCEPTED[event.event_type].inc()
         with state.lock:
             state.logged[event.event_type] += 1
             state.handler_failures += failures
@@ -222,6 +225,7 @@ class EventLogger:
 
     def _drop(self, state, event_type, reason):
         now = time.monotonic()
+        metrics.EVENTS_DROPPED.inc()
         with state.lock:
             state.dropped += 1
             state.unwarned_drops += 1

@@ -26,6 +26,7 @@ import threading
 import time
 import weakref
 
+from .. import metrics
 from ..config import PIPE_BUF
 
 EVENTS_LOGGER_NAME = "app.analytics.events"
@@ -296,6 +297,7 @@ class EventSink:
         elif not self._thread.is_alive():
             return False
         self._backlog.append(data)
+        metrics.BACKLOG_EVENTS.inc()
         self._wake.notify()
         return True
 
@@ -340,12 +342,14 @@ class EventSink:
             with self._lock:
                 for _ in range(count):
                     self._backlog.popleft()
+                metrics.BACKLOG_EVENTS.dec(count)
                 self._writing_since = None
                 self._error = None
 
     def _fail(self, error):
         """Count a failed write; events are refused until a write succeeds."""
         self.failed += 1
+        metrics.SINK_WRITE_FAILURES.inc()
         if self._error is None:
             # Once per failure, not once per refused event.
             _log.warning("telemetry: writing to the event stream failed, events are refused: %s", error)

@@ -8,7 +8,7 @@ bp = Blueprint("docs", __name__, url_prefix="/api")
 
 
 @bp.get("/openapi.json")
-@responds(200, {"type": "object"}, description="The OpenAPI 3 document for every /api route.")
+@responds(200, {"type": "object"}, description="The OpenAPI 3 document for every /api route and /metrics.")
 def get_openapi():
     """Return the OpenAPI document for this API."""
     # The URL map is fixed once the app serves requests, so build it once per app.

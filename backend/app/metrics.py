@@ -1,0 +1,101 @@
+"""Prometheus metrics for operators: totals of events accepted, refused and dropped, and request latency.
+
+The metrics belong to the process, not to one app (SPEC S9). With
+``PROMETHEUS_MULTIPROC_DIR`` set before this module is first imported,
+prometheus_client keeps each worker's values in that directory and
+``/metrics`` sums them over every worker of the server; see
+``backend/gunicorn.conf.py`` for the gunicorn side.
+"""
+
+import os
+import time
+
+from flask import Blueprint, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from .analytics.analytics_models import EVENT_TYPES
+from .openapi import responds
+
+# The statuses that refuse an event before it reaches the sink.
+REJECTION_STATUSES = (400, 401, 403, 413, 415, 422)
+
+_accepted = Counter(
+    "telemetry_events_accepted", "Events written to the event stream.", ["event_type"]
+)
+_rejected = Counter(
+    "telemetry_events_rejected", "Events refused for what they are, by the HTTP status that refused them.", ["reason"]
+)
+EVENTS_REFUSED = Counter(
+    "telemetry_events_refused", "HTTP events the sink could not take (answered 503)."
+)
+EVENTS_DROPPED = Counter(
+    "telemetry_events_dropped", "In-app events dropped because the sink could not take them or they were invalid."
+)
+SINK_WRITE_FAILURES = Counter(
+    "telemetry_sink_write_failures", "Writes to the event stream that failed (full disk, broken pipe, ...)."
+)
+# livesum: a worker that exited takes its backlog with it (gunicorn.conf.py marks it dead).
+BACKLOG_EVENTS = Gauge(
+    "telemetry_backlog_events", "Event lines waiting for a stream that would block.", multiprocess_mode="livesum"
+)
+_request_duration = Histogram(
+    "telemetry_request_duration_seconds",
+    "Time to answer a request, by route.",
+    ["route"],
+    # Most answers take about a millisecond; the default buckets start at 5 ms.
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+# Label children are made once: looking one up per event would cost more than counting.
+EVENTS_ACCEPTED = {event_type: _accepted.labels(event_type=event_type) for event_type in EVENT_TYPES}
+EVENTS_REJECTED = {status: _rejected.labels(reason=str(status)) for status in REJECTION_STATUSES}
+_durations = {}
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+@responds(
+    200, {"type": "string"}, media_type=CONTENT_TYPE_LATEST.split(";")[0],
+    description="The metrics in Prometheus' text exposition format.",
+)
+def get_metrics():
+    """Serve the process's metrics, or the whole server's in multiprocess mode, in Prometheus' text format."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        # A fresh registry per scrape, as prometheus_client documents for multiprocess mode.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def init_app(app):
+    """Time every request that matches a route, and serve ``/metrics``."""
+    app.before_request(_start_timer)
+    app.teardown_request(_observe_duration)
+    app.register_blueprint(bp)
+
+
+def _start_timer():
+    g.metrics_started = time.perf_counter()
+
+
+def _observe_duration(error):
+    started = g.pop("metrics_started", None)
+    rule = request.url_rule
+    if started is None or rule is None:
+        return
+    child = _durations.get(rule.rule)
+    if child is None:
+        child = _durations[rule.rule] = _request_duration.labels(route=rule.rule)
+    child.observe(time.perf_counter() - started)

@@ -1,0 +1,28 @@
+"""Gunicorn settings for production: Prometheus' multiprocess mode across the workers.
+
+Used as ``gunicorn --config backend/gunicorn.conf.py ... wsgi:app`` with
+``PROMETHEUS_MULTIPROC_DIR`` set in the environment, so that prometheus_client
+finds it before it is first imported (the master imports it too under
+``--preload``). Without the variable these hooks do nothing.
+"""
+
+import os
+from pathlib import Path
+
+
+def on_starting(server):
+    """Empty the metrics directory before any worker starts: an earlier run's values would add up."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        for values in directory.glob("*.db"):
+            values.unlink()
+
+
+def child_exit(server, worker):
+    """A worker that exited no longer counts towards the live gauges (the backlog)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
