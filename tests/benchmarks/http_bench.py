@@ -1,4 +1,4 @@
-"""HTTP benchmark: the telemetry route and an AI block under gunicorn, against baselines."""
+"""HTTP benchmark: the telemetry routes and an AI block under gunicorn, against baselines."""
 
 import os
 import statistics
@@ -6,7 +6,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gunicorn_server import GunicornServer
+from gunicorn_server import REPO_ROOT, GunicornServer
 from load_client import run_load, run_python
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -15,87 +15,115 @@ WORKERS = 2
 _EXACT_TAIL = 2000
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 EVENT_BODY = {"event_type": "chapter_visit", "payload": {"user_id": "u-42", "chapter_id": "ch-3"}}
+BATCH_EVENTS = 50
+BATCH_BODY = {"events": [EVENT_BODY] * BATCH_EVENTS}
 QUESTION_BODY = {"chapter_id": "ch-3", "section_id": "s-1", "question": "Why is the sky blue?"}
 
-# name: (gunicorn app, extra environment); every one runs with the same gunicorn settings.
+# name: (gunicorn app, extra environment). Every server runs as in production:
+# the same gunicorn settings (backend/gunicorn.conf.py) and its own empty
+# PROMETHEUS_MULTIPROC_DIR; events go to its stdout, a file.
 SERVERS = {
     "app": ("wsgi:app", {}),
+    "app-metrics-off": ("metrics_off:app", {}),
     "app-telemetry-off": ("wsgi:app", {"FLASK_TELEMETRY_ENABLED": "false"}),
     "minimal-flask": ("minimal_flask:app", {}),
-    "raw-wsgi": ("raw_wsgi:app", {}),
 }
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One load: which server, which route, which body."""
+    """One load: which server, which route, which body, and the event lines each request must write."""
 
-    name: str
     server: str
     path: str
     body: dict
+    events: int = 1
 
 
-VARIANTS = (
-    Variant("telemetry route", "app", "/api/telemetry/log", EVENT_BODY),
-    Variant("minimal Flask", "minimal-flask", "/api/telemetry/log", EVENT_BODY),
-    Variant("raw WSGI", "raw-wsgi", "/api/telemetry/log", EVENT_BODY),
-    Variant("AI block, telemetry on", "app", "/api/ai/ask-question", QUESTION_BODY),
-    Variant("AI block, telemetry off", "app-telemetry-off", "/api/ai/ask-question", QUESTION_BODY),
+VARIANTS = {
+    "telemetry route": Variant("app", "/api/telemetry/log", EVENT_BODY),
+    "minimal Flask": Variant("minimal-flask", "/api/telemetry/log", EVENT_BODY, events=0),
+    "telemetry route, metrics off": Variant("app-metrics-off", "/api/telemetry/log", EVENT_BODY),
+    f"batch route, {BATCH_EVENTS} events": Variant("app", "/api/telemetry/batch", BATCH_BODY, BATCH_EVENTS),
+    "AI block, telemetry on": Variant("app", "/api/ai/ask-question", QUESTION_BODY),
+    "AI block, telemetry off": Variant("app-telemetry-off", "/api/ai/ask-question", QUESTION_BODY, events=0),
+}
+
+# Each pair runs back to back, A then B, and B then A the next round, so a
+# drift in the machine's load between the two runs cancels out over the rounds.
+PAIRS = (
+    ("telemetry route", "minimal Flask"),
+    ("telemetry route", "telemetry route, metrics off"),
+    (f"batch route, {BATCH_EVENTS} events", "telemetry route"),
+    ("AI block, telemetry on", "AI block, telemetry off"),
 )
 
 
 def start_server(workdir, app, env=None, workers=WORKERS):
-    """A gunicorn with sync workers on a free loopback port; events go to a file in ``workdir``."""
+    """A gunicorn as in production, sync workers on a free loopback port; stdout to a file in ``workdir``."""
+    workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "prometheus").mkdir()
     return GunicornServer(
         workdir,
+        "--config", str(REPO_ROOT / "backend" / "gunicorn.conf.py"),
         "--pythonpath", str(BENCH_DIR),
         workers=workers,
-        env=env,
+        env={"PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"), **(env or {})},
         app=app,
         ready_path="/api/telemetry/log",
     ).start()
 
 
 def measure(workdir, rounds, seconds, connections, progress=print):
-    """Run every variant ``rounds`` times, interleaved, the order reversed every other round.
+    """Run every pair ``rounds`` times, back to back, the order reversed every other round.
 
-    Variants compared with each other are neighbours in VARIANTS, so each
-    pair runs back to back, first A then B, next round B then A: a drift in
-    the machine's load between the two runs cancels out over the rounds.
-
-    Returns {variant name: [LoadResult per round]}.
+    Returns {pair: {variant name: [LoadResult per round]}}; each result's
+    ``events_missing`` says how many event lines its requests should have
+    written and did not (from the server's stdout file).
     """
-    results = {variant.name: [] for variant in VARIANTS}
+    results = {pair: {name: [] for name in pair} for pair in PAIRS}
     with ExitStack() as stack:
         servers = {}
         for name, (app, env) in SERVERS.items():
             server = start_server(Path(workdir) / name, app, env)
             stack.callback(server.stop)
             servers[name] = server
-        for variant in VARIANTS:  # warm-up: imports done, code paths hot
-            _load(servers, variant, 1, connections)
+        for name in VARIANTS:  # warm-up: imports done, code paths hot
+            _load(servers, name, 1, connections)
         for round_number in range(rounds):
-            for variant in VARIANTS if round_number % 2 == 0 else VARIANTS[::-1]:
-                result = _load(servers, variant, seconds, connections)
-                results[variant.name].append(result)
-                progress(
-                    f"  round {round_number + 1}/{rounds} {variant.name:<24} {result.rps:8.0f} req/s"
-                    f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
-                    f"  CPU {result.cpu_us:5.0f} µs/req  errors {result.errors}"
-                )
+            for pair in PAIRS:
+                for name in pair if round_number % 2 == 0 else pair[::-1]:
+                    result = _load(servers, name, seconds, connections)
+                    results[pair][name].append(result)
+                    progress(
+                        f"  round {round_number + 1}/{rounds} {name:<29} {result.rps:7.0f} req/s"
+                        f"  p50 {result.p50_ms:5.2f} ms  p99 {result.p99_ms:6.2f} ms"
+                        f"  CPU {result.cpu_us:5.0f} µs/req  errors {result.errors + result.events_missing}"
+                    )
     return results
 
 
-def _load(servers, variant, seconds, connections):
+def _load(servers, name, seconds, connections):
+    variant = VARIANTS[name]
     server = servers[variant.server]
     workers = _children(server.process.pid)
+    lines_before = _line_count(server.stdout_path)
     cpu_before = _cpu_seconds(workers)
     result = run_load(server.url + variant.path, variant.body, seconds, connections)
     # CPU time is far less sensitive than req/s to other processes sharing the cores.
     cpu = (_cpu_seconds(workers) - cpu_before) / max(result.requests, 1)
-    return replace(result, cpu_us=cpu * 1e6)
+    # A 202 must mean written: every counted request's events are on the stream.
+    # wrk does not count the requests in flight when it stops, which may have been served.
+    lines = _line_count(server.stdout_path) - lines_before
+    expected = result.requests * variant.events
+    missing = max(0, expected - lines) + max(0, lines - expected - connections * variant.events)
+    return replace(result, cpu_us=cpu * 1e6, events=variant.events, events_missing=missing)
+
+
+def _line_count(path):
+    with open(path, "rb") as stream:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b""))
 
 
 def _cpu_seconds(pids):
@@ -107,17 +135,21 @@ def _cpu_seconds(pids):
     return ticks / _CLOCK_TICKS
 
 
-def median_of(results, attribute):
-    """The median of one LoadResult attribute over the rounds."""
-    return statistics.median(getattr(result, attribute) for result in results)
-
-
 def paired_ratios(results, attribute, numerator, denominator):
-    """Per-round ratios of two variants measured in the same round."""
-    return [
-        getattr(top, attribute) / getattr(bottom, attribute)
-        for top, bottom in zip(results[numerator], results[denominator])
+    """Per-round ratios of two variants of one pair, measured back to back."""
+    runs = results[(numerator, denominator)] if (numerator, denominator) in results else results[
+        (denominator, numerator)
     ]
+    return [getattr(top, attribute) / getattr(bottom, attribute) for top, bottom in zip(runs[numerator], runs[denominator])]
+
+
+def by_variant(results):
+    """{variant name: every LoadResult of it, over all pairs and rounds}."""
+    merged = {name: [] for name in VARIANTS}
+    for runs in results.values():
+        for name, loads in runs.items():
+            merged[name].extend(loads)
+    return merged
 
 
 def measure_memory(workdir, checkpoints, connections, progress=print):

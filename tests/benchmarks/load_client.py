@@ -32,10 +32,16 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     cpu_us: float | None = None  # server workers' CPU time per request, when measured
+    events: int = 1  # event lines each request writes
+    events_missing: int = 0  # event lines the server's stream lacks (or has too many), when checked
 
     @property
     def rps(self):
         return self.requests / self.seconds
+
+    @property
+    def events_per_second(self):
+        return self.rps * self.events
 
 
 def wrk_available():
