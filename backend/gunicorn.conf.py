@@ -9,6 +9,12 @@ finds it before it is first imported (the master imports it too under
 import os
 from pathlib import Path
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # prometheus_client needs the directory when it is first imported, which
+    # --preload does before on_starting runs. Creating it is all that is safe
+    # here: gunicorn reads this file again on HUP, while workers write there.
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
 
 def on_starting(server):
     """Empty the metrics directory before any worker starts: an earlier run's values would add up."""

@@ -85,10 +85,13 @@ def test_smoke_checks_every_route(runner, events):
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert len(lines) >= 11 and all(line.startswith("ok") for line in lines)
-    for path in ("/api/telemetry/log", "/api/telemetry/health", "/api/ai/quiz", "/api/openapi.json"):
+    assert len(lines) >= 14 and all(line.startswith("ok") for line in lines)
+    for path in (
+        "/api/telemetry/log", "/api/telemetry/batch", "/api/telemetry/health", "/api/telemetry/client.js",
+        "/api/ai/quiz", "/api/openapi.json", "/metrics",
+    ):
         assert any(path in line for line in lines)
-    assert {line["event_type"] for line in events()} == {"chapter_visit", "ai_block_used"}
+    assert {line["event_type"] for line in events()} == {"chapter_visit", "error_event", "ai_block_used"}
 
 
 def test_smoke_fails_when_a_route_misbehaves(make_app):

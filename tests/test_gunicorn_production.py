@@ -58,8 +58,9 @@ def test_burst_from_a_client_pool_gives_one_line_per_202(tmp_path, options):
 
 
 def test_sigterm_with_requests_in_flight_keeps_every_202(tmp_path):
-    # Nobody reads stdout until SIGTERM, so the workers' queues hold most
-    # events when it arrives: only the drain at exit can put them on the stream.
+    # Nobody reads stdout until SIGTERM, so the pipe fills and the workers'
+    # backlogs hold most events when it arrives: only the drain at exit can
+    # put them on the stream.
     bodies = visits(3000, pad_every=1, pad_max=2000)
     with StdoutPipe(tmp_path / "collected.jsonl") as pipe, GunicornServer(tmp_path, stdout=pipe) as server:
         with ThreadPoolExecutor(16) as pool:
@@ -117,3 +118,25 @@ def test_worker_recycling_under_load_loses_nothing(tmp_path):
     assert exit_code == 0
     assert server.stderr_text().count("Autorestarting worker") >= 2
     assert_exactly_once(accepted_ids(answers), json_lines(events_log))
+
+
+@pytest.mark.parametrize("target", ["events-log", "stdout"])
+def test_full_disk_refuses_events_while_ai_blocks_keep_answering(tmp_path, target):
+    env = {"FLASK_TELEMETRY_EVENTS_LOG": "/dev/full"} if target == "events-log" else {}
+    with open("/dev/full", "wb") as full:
+        stdout = full if target == "stdout" else None
+        with GunicornServer(tmp_path, env=env, stdout=stdout) as server:
+            refused = [server.request("POST", LOG, {"event_type": "chapter_visit"}) for _ in range(4)]
+            batch = server.request("POST", "/api/telemetry/batch", {"events": [{"event_type": "error_event"}] * 3})
+            answers = [server.request("POST", "/api/ai/quiz", {"chapter_id": "c"})[0] for _ in range(4)]
+            health = first_answer(lambda: server.request("GET", HEALTH), 503)
+            exit_code = server.stop()
+
+    assert [status for status, _, _ in refused] == [503] * 4
+    assert all(headers["Retry-After"] == "1" for _, headers, _ in refused)
+    assert "ENOSPC" in refused[0][2]["detail"]
+    assert batch[0] == 503 and [result["status"] for result in batch[2]["results"]] == [503] * 3
+    assert answers == [200] * 4
+    assert health[2]["status"] == "unhealthy" and "ENOSPC" in health[2]["reason"]
+    assert exit_code == 0
+    assert "Traceback" not in server.stderr_text()

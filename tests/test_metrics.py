@@ -300,7 +300,9 @@ def test_gunicorn_hooks_empty_the_directory_and_mark_dead_workers(tmp_path, monk
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     config = load_gunicorn_config()
 
-    config.on_starting(server=None)  # makes the directory when it is missing
+    # Loading the settings makes the directory: a preloaded app needs it before on_starting.
+    assert metrics_dir.is_dir()
+    config.on_starting(server=None)
     for name in ("counter_11.db", "gauge_livesum_11.db", "gauge_livesum_12.db", "histogram_11.db"):
         (metrics_dir / name).write_bytes(b"")
     config.child_exit(server=None, worker=SimpleNamespace(pid=11))

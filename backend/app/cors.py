@@ -33,11 +33,13 @@ def init_cors(app):
         app,
         resources=_route_resources(app),
         origins=origins,
-        # "*" is sent as "*": the API uses no cookies, so no credentials either.
+        # "*" is sent as "*", on every answer: the API uses no cookies, so no
+        # credentials either. With a list, an answer to a request without an
+        # Origin header (curl, a server) names no origin: flask-cors would
+        # otherwise put the first listed one there.
         send_wildcard=origins == "*",
+        always_send=origins == "*",
         supports_credentials=False,
-        # An answer without an Origin header (curl, a server) gets no CORS headers.
-        always_send=False,
         allow_headers=list(ALLOWED_HEADERS),
         expose_headers=list(EXPOSED_HEADERS),
         max_age=PREFLIGHT_MAX_AGE,
