@@ -1,5 +1,7 @@
 """Cross-origin access for browsers (flask-cors), and the allow-list that refuses other origins' POSTs."""
 
+import re
+
 from flask import current_app, request
 from flask_cors import CORS
 from werkzeug.exceptions import Forbidden
@@ -47,14 +49,24 @@ def init_cors(app):
 
 
 def _route_resources(app):
-    """One flask-cors resource per /api route with that route's methods, then one for the rest of /api."""
-    resources = {}
+    """flask-cors resources giving each /api route its own methods, then one for the rest of /api.
+
+    Routes that serve the same methods share one resource (a pattern naming
+    each of them), so that finding a request's resource takes few matches.
+    """
+    methods_by_path = {}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith(API_PREFIX + "/") and not rule.arguments:
-            methods = resources.setdefault(rule.rule, {"methods": set()})["methods"]
-            methods.update(rule.methods - {"HEAD", "OPTIONS"})
+            methods_by_path.setdefault(rule.rule, set()).update(rule.methods - {"HEAD", "OPTIONS"})
+    paths_by_methods = {}
+    for path, methods in methods_by_path.items():
+        paths_by_methods.setdefault(frozenset(methods), []).append(path)
+    resources = {
+        re.compile("(?:" + "|".join(map(re.escape, sorted(paths))) + r")\Z"): {"methods": sorted(methods)}
+        for methods, paths in paths_by_methods.items()
+    }
     # An unknown /api path: its 404 still carries CORS headers, its preflight allows no method.
-    resources[API_PREFIX + "/.*"] = {"methods": []}
+    resources[re.compile(re.escape(API_PREFIX) + "/")] = {"methods": []}
     return resources
 
 

@@ -27,13 +27,7 @@ class StrictJSONProvider(DefaultJSONProvider):
             except UnicodeDecodeError as exc:
                 raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
         try:
-            value = json.loads(
-                s,
-                parse_constant=_reject_constant,
-                parse_float=_finite_float,
-                object_pairs_hook=_unique_keys,
-                **kwargs,
-            )
+            value = _STRICT_DECODER.decode(s) if not kwargs else json.loads(s, **_STRICT_HOOKS, **kwargs)
         except RecursionError:
             raise ValueError(f"JSON nests deeper than {max_depth} levels") from None
         # Counting brackets (in strings too) bounds the depth from above, cheaply.
@@ -115,3 +109,8 @@ def _check_text(value):
                 item.encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError("lone surrogate escape in a string") from None
+
+
+_STRICT_HOOKS = {"parse_constant": _reject_constant, "parse_float": _finite_float, "object_pairs_hook": _unique_keys}
+# Built once: json.loads with hooks builds a new decoder on every call.
+_STRICT_DECODER = json.JSONDecoder(**_STRICT_HOOKS)
