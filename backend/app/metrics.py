@@ -10,7 +10,7 @@ prometheus_client keeps each worker's values in that directory and
 import os
 import time
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -58,7 +58,6 @@ _request_duration = Histogram(
 # Label children are made once: looking one up per event would cost more than counting.
 EVENTS_ACCEPTED = {event_type: _accepted.labels(event_type=event_type) for event_type in EVENT_TYPES}
 EVENTS_REJECTED = {status: _rejected.labels(reason=str(status)) for status in REJECTION_STATUSES}
-_durations = {}
 
 bp = Blueprint("metrics", __name__)
 
@@ -80,22 +79,37 @@ def get_metrics():
 
 
 def init_app(app):
-    """Time every request that matches a route, and serve ``/metrics``."""
-    app.before_request(_start_timer)
-    app.teardown_request(_observe_duration)
+    """Time every request to a route, and serve ``/metrics``."""
+    app.wsgi_app = _RequestTimer(app)
     app.register_blueprint(bp)
 
 
-def _start_timer():
-    g.metrics_started = time.perf_counter()
+class _RequestTimer:
+    """WSGI middleware timing each request to one of the app's routes, labelled by the route.
 
+    Around ``wsgi_app`` rather than in before/after-request hooks: the same
+    measure at a fraction of their cost. Every route of this app has a fixed
+    path (no URL variables), so the path is the route; other paths (a 404)
+    are not timed, which keeps the label set to the routes.
+    """
 
-def _observe_duration(error):
-    started = g.pop("metrics_started", None)
-    rule = request.url_rule
-    if started is None or rule is None:
-        return
-    child = _durations.get(rule.rule)
-    if child is None:
-        child = _durations[rule.rule] = _request_duration.labels(route=rule.rule)
-    child.observe(time.perf_counter() - started)
+    def __init__(self, app):
+        self.app = app
+        self.wsgi_app = app.wsgi_app
+        self._durations = None
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        try:
+            return self.wsgi_app(environ, start_response)
+        finally:
+            duration = self._route_durations().get(environ.get("PATH_INFO"))
+            if duration is not None:
+                duration.observe(time.perf_counter() - started)
+
+    def _route_durations(self):
+        # Made on the first request, once the URL map is complete; one child per route, made once.
+        if self._durations is None:
+            routes = {rule.rule for rule in self.app.url_map.iter_rules() if not rule.arguments}
+            self._durations = {route: _request_duration.labels(route=route) for route in routes}
+        return self._durations

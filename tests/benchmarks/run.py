@@ -16,6 +16,7 @@ sys.path[:0] = [str(REPO_ROOT / "backend"), str(REPO_ROOT / "tests"), str(HERE)]
 
 import http_bench  # noqa: E402
 import in_process  # noqa: E402
+import instructions  # noqa: E402
 from load_client import WRK_INSTALL, wrk_available  # noqa: E402
 
 FULL = {"calls": 200_000, "blocks": 10, "rounds": 10, "seconds": 3, "memory": (1_000, 100_000)}
@@ -47,13 +48,22 @@ def main(argv=None):
         http = http_bench.measure(workdir, settings["rounds"], settings["seconds"], CONNECTIONS)
         print(f"\n(c) memory of one worker after {' and '.join(f'{n:,}' for n in settings['memory'])} events")
         memory = http_bench.measure_memory(workdir, settings["memory"], CONNECTIONS)
+        counted = {}
+        if instructions.available():
+            print(f"\n(d) instructions per request in process (valgrind callgrind), {instructions.COUNTS} requests")
+            counted = instructions.measure(workdir)
+        else:
+            print("\n(d) skipped: valgrind is not installed (apt-get install -y valgrind)")
     load_after = os.getloadavg()[0]
-    results = _results(in_process_costs, http, memory)
+    results = _results(in_process_costs, http, memory, counted)
     print()
     _print_http_table(http)
     print()
     _print_in_process_table(in_process_costs)
     print()
+    if counted:
+        _print_instructions_table(counted)
+        print()
     _print_targets(results, memory)
     print(f"\nload average (1 min): {load_before:.2f} before, {load_after:.2f} after; client: {client}")
     loads = [result for runs in http.values() for results in runs.values() for result in results]
@@ -82,7 +92,7 @@ def _machine_line():
     return f"{now}; {os.cpu_count()} CPUs ({model}); Python {python}; {platform.platform()}"
 
 
-def _results(in_process_costs, http, memory):
+def _results(in_process_costs, http, memory, counted):
     """name: (value, per-round range, whether its target holds or None where there is none)."""
     logged, baseline = in_process_costs["log"], in_process_costs["baseline"]
 
@@ -114,7 +124,33 @@ def _results(in_process_costs, http, memory):
         "ratio_telemetry_cpu_vs_flask": paired("cpu_us", "telemetry route", "minimal Flask"),
         "ratio_ai_cpu_on_vs_off": paired("cpu_us", "AI block, telemetry on", "AI block, telemetry off"),
         "ratio_log_disabled_vs_baseline": (in_process_costs["log_disabled"].median_us / baseline.median_us, "", None),
+        **_instruction_results(counted),
     }
+
+
+def _instruction_results(counted):
+    """The same comparisons in instructions, which noise cannot move (empty without valgrind)."""
+    if not counted:
+        return {}
+
+    def ratio(numerator, denominator, holds=None):
+        value = counted[numerator] / counted[denominator]
+        return value, "", None if holds is None else holds(value)
+
+    return {
+        "ratio_metrics_instructions_on_vs_off": ratio(
+            "telemetry route", "telemetry route, metrics off", lambda v: v <= 1.03
+        ),
+        "ratio_ai_instructions_on_vs_off": ratio("AI block, telemetry on", "AI block, telemetry off"),
+        "ratio_telemetry_instructions_vs_flask": ratio("telemetry route", "minimal Flask"),
+    }
+
+
+def _print_instructions_table(counted):
+    print("| in process, no gunicorn | instructions per request |")
+    print("|---|---:|")
+    for name, count in counted.items():
+        print(f"| {name} | {count:,.0f} |")
 
 
 def _spread(ratios):
@@ -166,6 +202,9 @@ _LABELS = {
     "ratio_telemetry_cpu_vs_flask": ("telemetry route worker CPU/req ÷ minimal Flask", "—"),
     "ratio_ai_cpu_on_vs_off": ("AI block worker CPU/req, telemetry on ÷ off", "—"),
     "ratio_log_disabled_vs_baseline": ("EventLogger.log, telemetry disabled ÷ baseline (median)", "—"),
+    "ratio_metrics_instructions_on_vs_off": ("telemetry route instructions/req, metrics on ÷ off", "≤ 1.03"),
+    "ratio_ai_instructions_on_vs_off": ("AI block instructions/req, telemetry on ÷ off", "—"),
+    "ratio_telemetry_instructions_vs_flask": ("telemetry route instructions/req ÷ minimal Flask", "—"),
 }
 
 
