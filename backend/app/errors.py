@@ -5,6 +5,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 from werkzeug.http import HTTP_STATUS_CODES
 
+from . import metrics
 from .analytics.event_logger import EventRejected, EventTooLarge, SinkUnavailable, get_event_logger
 
 PROBLEM_MIMETYPE = "application/problem+json"
@@ -55,18 +56,28 @@ def register_error_handlers(app):
 def _http_error(error):
     if error.code is None or error.code < 400:
         return error  # routing redirects are answers, not errors
+    _count_refused_event(error.code)
     headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
     return problem(error.code, error.description, headers=headers)
 
 
 def _validation_error(error):
+    _count_refused_event(422)
     return problem(422, "The request body failed validation.", errors=error.messages)
 
 
 def _rejected_event(error):
-    if isinstance(error, EventTooLarge):
+    status = 413 if isinstance(error, EventTooLarge) else 422
+    _count_refused_event(status)
+    if status == 413:
         return problem(413, f"The event is too large: {error}.")
     return problem(422, "The event failed validation.", errors=error.messages)
+
+
+def _count_refused_event(status):
+    # A body refused before its events are read counts once (a batch's events count in its view).
+    if request.endpoint in metrics.INGESTION_ENDPOINTS:
+        metrics.count_rejected(status)
 
 
 def _unavailable_sink(error):

@@ -27,6 +27,8 @@ from .openapi import responds
 
 # The statuses that refuse an event before it reaches the sink.
 REJECTION_STATUSES = (400, 401, 403, 413, 415, 422)
+# The routes whose refusals refuse events (an AI block's 4xx refuses a request, not an event).
+INGESTION_ENDPOINTS = frozenset({"telemetry.log_event", "telemetry.log_batch"})
 
 _accepted = Counter(
     "telemetry_events_accepted", "Events written to the event stream.", ["event_type"]
@@ -60,6 +62,13 @@ EVENTS_ACCEPTED = {event_type: _accepted.labels(event_type=event_type) for event
 EVENTS_REJECTED = {status: _rejected.labels(reason=str(status)) for status in REJECTION_STATUSES}
 
 bp = Blueprint("metrics", __name__)
+
+
+def count_rejected(status):
+    """Count one event refused with ``status``, if that status refuses events (not 202, not 503)."""
+    rejected = EVENTS_REJECTED.get(status)
+    if rejected is not None:
+        rejected.inc()
 
 
 @bp.get("/metrics")

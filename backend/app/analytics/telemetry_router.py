@@ -6,7 +6,7 @@ import hmac
 import io
 from pathlib import Path
 
-from flask import Blueprint, current_app, g, request, send_file
+from flask import Blueprint, current_app, request, send_file
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
@@ -32,8 +32,6 @@ bp = Blueprint("telemetry", __name__, url_prefix="/api/telemetry")
 CLIENT_SCRIPT = Path(__file__).with_name("static") / "client.js"
 # A page reuses the tracker this long before it revalidates it.
 CLIENT_SCRIPT_MAX_AGE = 3600
-
-_INGESTION_ENDPOINTS = frozenset({"telemetry.log_event", "telemetry.log_batch"})
 
 _event_schema = TelemetryEventSchema()
 _accepted_schema = EventAcceptedSchema()
@@ -107,7 +105,8 @@ def log_event(body):
 def log_batch(body):
     """Accept several analytics events at once, each judged as /log would judge it alone."""
     results = [_batch_result(index, event) for index, event in enumerate(body["events"])]
-    g.event_statuses = [result["status"] for result in results]
+    for result in results:
+        metrics.count_rejected(result["status"])
     accepted = sum(result["status"] == 202 for result in results)
     reply = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
     if not accepted:
@@ -130,17 +129,6 @@ def _batch_result(index, event):
     except SinkUnavailable as exc:
         return {"index": index, "status": 503, "detail": f"The event was not accepted: {exc}."}
     return {"index": index, "status": 202, "event_id": accepted.event_id}
-
-
-@bp.after_request
-def count_rejected_events(response):
-    """Count the events refused for what they are: each event of a batch, else the request once."""
-    if request.endpoint in _INGESTION_ENDPOINTS:
-        for status in g.pop("event_statuses", None) or (response.status_code,):
-            rejected = metrics.EVENTS_REJECTED.get(status)
-            if rejected is not None:
-                rejected.inc()
-    return response
 
 
 @bp.get("/client.js")
