@@ -1,7 +1,7 @@
 """Benchmark only: the production app with its Prometheus counting stubbed out.
 
 The same ``create_app()`` as ``wsgi:app``, but every counter, gauge and
-histogram child the app uses is a no-op and the request-timing hooks are not
+histogram child the app uses is a no-op and the request-timing middleware is not
 registered (``/metrics`` is still served). Run next to ``wsgi:app`` it gives
 what counting costs a request.
 """
@@ -32,6 +32,6 @@ metrics.EVENTS_ACCEPTED = dict.fromkeys(metrics.EVENTS_ACCEPTED, _NOOP)
 metrics.EVENTS_REJECTED = dict.fromkeys(metrics.EVENTS_REJECTED, _NOOP)
 metrics.EVENTS_REFUSED = metrics.EVENTS_DROPPED = _NOOP
 metrics.SINK_WRITE_FAILURES = metrics.BACKLOG_EVENTS = _NOOP
-metrics.init_app = lambda app: app.register_blueprint(metrics.bp)  # no timing hooks
+metrics.init_app = lambda app: app.register_blueprint(metrics.bp)  # no request timing
 
 app = create_app()
