@@ -166,7 +166,6 @@ class EventSink:
         self._writing_since = None
         self._error = None
         self._closed = False
-        self._exit_hooked = False
         self.failed = 0
 
     def write(self, data):
@@ -262,9 +261,7 @@ class EventSink:
         """Write without blocking; the number of bytes the stream took (0: it would block)."""
         fd, standin = self._stream.target()
         if fd is None:
-            standin.write(data.decode("ascii"))
-            standin.flush()
-            return len(data)
+            return _write_standin(standin, data)
         mode = self._modes.get(fd) or self._modes.setdefault(fd, self._first_mode(fd))
         if mode is _NOWAIT:
             try:
@@ -302,13 +299,11 @@ class EventSink:
         return True
 
     def _start(self):
-        """The writer thread and exit hook for this process."""
+        """The writer thread and exit hook for this process (called once per process: ``_thread`` stays set)."""
         self._thread = threading.Thread(target=self._write_backlog, name="telemetry-writer", daemon=True)
         self._thread.start()
-        if not self._exit_hooked:
-            self._exit_hooked = True
-            ref = weakref.ref(self)
-            atexit.register(lambda: (sink := ref()) and sink.close())
+        ref = weakref.ref(self)
+        atexit.register(lambda: (sink := ref()) and sink.close())
 
     def _write_backlog(self):
         while True:
@@ -328,8 +323,7 @@ class EventSink:
             try:
                 fd, standin = self._stream.target()
                 if fd is None:
-                    standin.write(chunk.decode("ascii"))
-                    standin.flush()
+                    _write_standin(standin, chunk)
                 else:
                     write_line(fd, chunk)
             except (OSError, ValueError) as error:
@@ -355,6 +349,13 @@ class EventSink:
             _log.warning("telemetry: writing to the event stream failed, events are refused: %s", error)
         errno_name = errno.errorcode.get(getattr(error, "errno", None) or 0)
         self._error = f"{errno_name}: {error.strerror}" if errno_name and error.strerror else str(error)
+
+
+def _write_standin(stream, data):
+    """Write to a stand-in stream without a descriptor (a test runner's capture), which takes text."""
+    stream.write(data.decode("ascii"))
+    stream.flush()
+    return len(data)
 
 
 def _fallback_mode(fd):
