@@ -66,12 +66,23 @@ def _validation_error(error):
     return problem(422, "The request body failed validation.", errors=error.messages)
 
 
+def event_refusal(error):
+    """What ``/log`` answers for an event it refuses, as (status, problem members).
+
+    The batch route gives each event it refuses the same answer.
+    """
+    if isinstance(error, EventTooLarge):
+        return 413, {"detail": f"The event is too large: {error}."}
+    if isinstance(error, SinkUnavailable):
+        return 503, {"detail": f"The event was not accepted: {error}."}
+    # EventRejected, or the event's own ValidationError in a batch.
+    return 422, {"detail": "The event failed validation.", "errors": error.messages}
+
+
 def _rejected_event(error):
-    status = 413 if isinstance(error, EventTooLarge) else 422
+    status, members = event_refusal(error)
     _count_refused_event(status)
-    if status == 413:
-        return problem(413, f"The event is too large: {error}.")
-    return problem(422, "The event failed validation.", errors=error.messages)
+    return problem(status, **members)
 
 
 def _count_refused_event(status):
@@ -81,10 +92,9 @@ def _count_refused_event(status):
 
 
 def _unavailable_sink(error):
+    _, members = event_refusal(error)
     retry_after = current_app.config["TELEMETRY_RETRY_AFTER"]
-    return _http_error(
-        ServiceUnavailable(f"The event was not accepted: {error}.", retry_after=retry_after)
-    )
+    return _http_error(ServiceUnavailable(members["detail"], retry_after=retry_after))
 
 
 def _refused_batch(error):

@@ -142,8 +142,8 @@ class BatchResultSchema(Schema):
     index = fields.Integer(required=True)
     status = fields.Integer(required=True, metadata={"enum": [202, 413, 422, 503]})
     event_id = fields.String(metadata={"format": "uuid"})
-    errors = fields.Dict()
-    detail = fields.String()
+    detail = fields.String(metadata={"description": "Why the event was refused, as /log's problem would say."})
+    errors = fields.Dict(metadata={"description": "Per-field messages, for a 422."})
 
 
 class BatchProblemSchema(ProblemSchema):

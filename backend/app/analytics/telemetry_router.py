@@ -13,9 +13,9 @@ from werkzeug.exceptions import Unauthorized
 from marshmallow import ValidationError
 
 from .. import metrics
-from ..errors import BatchRefused
+from ..errors import BatchRefused, event_refusal
 from ..openapi import bearer_auth, responds, use_body
-from .event_logger import EventRejected, EventTooLarge, SinkUnavailable, get_event_logger
+from .event_logger import EventRejected, SinkUnavailable, get_event_logger
 from .schemas import (
     EVENT_VARIANT_SCHEMAS,
     BatchAcceptedSchema,
@@ -120,14 +120,9 @@ def _batch_result(index, event):
     try:
         body = _event_schema.load(event)
         accepted = get_event_logger().accept(body["event_type"], body["payload"], body.get("event_id"))
-    except ValidationError as exc:
-        return {"index": index, "status": 422, "errors": exc.messages}
-    except EventTooLarge as exc:
-        return {"index": index, "status": 413, "detail": f"The event is too large: {exc}."}
-    except EventRejected as exc:
-        return {"index": index, "status": 422, "errors": exc.messages}
-    except SinkUnavailable as exc:
-        return {"index": index, "status": 503, "detail": f"The event was not accepted: {exc}."}
+    except (ValidationError, EventRejected, SinkUnavailable) as exc:
+        status, members = event_refusal(exc)
+        return {"index": index, "status": status, **members}
     return {"index": index, "status": 202, "event_id": accepted.event_id}
 
 
