@@ -48,13 +48,12 @@ def _contract(view):
     return view.openapi
 
 
-def use_body(schema, *, one_of=None, documented=None, plain_text=False, objects_only=True):
+def use_body(schema, *, documented=None, plain_text=False, objects_only=True):
     """Load the JSON body with ``schema`` and pass the result as the view's first argument.
 
-    ``one_of`` documents a body whose shape depends on one of its fields as
-    the list of variant schemas that ``schema`` and the domain code enforce;
-    ``documented`` names another schema that describes the body as the view
-    judges it (an envelope whose items the view checks one by one).
+    ``documented`` is the body's OpenAPI schema where ``schema`` alone does
+    not say all the view enforces: a ``oneOf`` of variants whose payload the
+    domain code checks, or an envelope whose items the view judges one by one.
     ``plain_text`` also reads a ``text/plain`` body as JSON (browser beacons);
     without ``objects_only`` a JSON value that is not an object is the
     schema's to refuse (422) rather than a 400.
@@ -67,7 +66,7 @@ def use_body(schema, *, one_of=None, documented=None, plain_text=False, objects_
 
         # functools.wraps shares the view's attributes, its contract included.
         contract = _contract(load_and_call)
-        contract["body"] = {"oneOf": list(one_of)} if one_of else documented or schema
+        contract["body"] = documented or schema
         contract["media_types"] = _BODY_MEDIA_TYPES + (("text/plain",) if plain_text else ())
         return load_and_call
 

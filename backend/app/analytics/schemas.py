@@ -81,11 +81,11 @@ def _event_variant(event_type, payload_schema):
     )
 
 
-# The telemetry body per event type, for the OpenAPI document; the route
-# enforces the same rules with TelemetryEventSchema and PAYLOAD_SCHEMAS.
-EVENT_VARIANT_SCHEMAS = tuple(
-    _event_variant(event_type, type(schema)) for event_type, schema in PAYLOAD_SCHEMAS.items()
-)
+# The telemetry body, one variant per event type, for the OpenAPI document;
+# the route enforces the same rules with TelemetryEventSchema and PAYLOAD_SCHEMAS.
+EVENT_DOCUMENT = {
+    "oneOf": [_event_variant(event_type, type(schema)) for event_type, schema in PAYLOAD_SCHEMAS.items()]
+}
 
 
 class TelemetryEventSchema(CompiledSchema):
@@ -129,7 +129,7 @@ BATCH_DOCUMENT = {
         "events": {
             "type": "array",
             "minItems": 1,
-            "items": {"oneOf": list(EVENT_VARIANT_SCHEMAS)},
+            "items": EVENT_DOCUMENT,
             "description": "1 to TELEMETRY_MAX_BATCH_EVENTS (default 100) events, each judged as /log would.",
         }
     },

@@ -7,17 +7,16 @@ import io
 from pathlib import Path
 
 from flask import Blueprint, current_app, request, send_file
+from marshmallow import ValidationError
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
-
-from marshmallow import ValidationError
 
 from .. import metrics
 from ..errors import BatchRefused, event_refusal
 from ..openapi import bearer_auth, responds, use_body
 from .event_logger import EventRejected, SinkUnavailable, get_event_logger
 from .schemas import (
-    EVENT_VARIANT_SCHEMAS,
+    EVENT_DOCUMENT,
     BatchAcceptedSchema,
     BATCH_DOCUMENT,
     BatchProblemSchema,
@@ -77,7 +76,7 @@ def require_ingest_token(view):
 @responds(202, EventAcceptedSchema, description="The event was accepted for the event stream.")
 @responds(503, description="The event sink cannot take events now; retry later.", headers=_RETRY_AFTER)
 @require_ingest_token
-@use_body(_event_schema, one_of=EVENT_VARIANT_SCHEMAS, plain_text=True)
+@use_body(_event_schema, documented=EVENT_DOCUMENT, plain_text=True)
 def log_event(body):
     """Accept one analytics event from the front end."""
     event = get_event_logger().accept(body["event_type"], body["payload"], body.get("event_id"))
