@@ -83,10 +83,10 @@ def _origins(config, key):
     value = config.get(key, "*")
     if isinstance(value, str):
         value = value.replace(",", " ").split()
-    if value == ["*"] or value == ("*",):
-        return "*"
     if not isinstance(value, (list, tuple)) or not value:
         raise ConfigError(f'{key} must be "*" or a list of origins, got {config.get(key)!r}')
+    if list(value) == ["*"]:
+        return "*"
     for origin in value:
         if not isinstance(origin, str) or not (origin == "null" or _ORIGIN.match(origin)):
             raise ConfigError(
