@@ -24,6 +24,8 @@ _PROBLEM = "application/problem+json"
 SMOKE_TIMEOUT = 60
 # What the checks' process must not inherit: the metrics directory, and settings passed explicitly instead.
 _ISOLATED_ENVIRONMENT = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+# The checks' process exits with this when a check failed; any other non-zero status is a crash.
+CHECKS_FAILED = 3
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ def run_isolated(app):
         except subprocess.TimeoutExpired:
             return events_path, [f"FAIL the smoke checks did not finish within {SMOKE_TIMEOUT} s"], False
     lines = finished.stdout.splitlines()
-    if finished.returncode not in (0, 1):
+    if finished.returncode not in (0, CHECKS_FAILED):
         # Not a verdict but a crash: its last words say why.
         lines += [f"FAIL the smoke checks' process exited with status {finished.returncode}"]
         lines += finished.stderr.strip().splitlines()[-1:]
@@ -212,7 +214,7 @@ def main(argv=None):
     print(line)
     with app.app_context():
         app.extensions["event_logger"].shutdown()
-    return 0 if lines_ok and all(result.passed for result in results) else 1
+    return 0 if lines_ok and all(result.passed for result in results) else CHECKS_FAILED
 
 
 if __name__ == "__main__":
