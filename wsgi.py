@@ -12,7 +12,8 @@ from app.config import ConfigError  # noqa: E402
 try:
     app = create_app()
 except ConfigError as error:
-    # One line, no traceback. Status 4 is what gunicorn's master reads as "the
-    # application failed to load": it stops instead of re-forking workers.
+    # One line, no traceback, in the CLI and in each gunicorn worker. Status 4
+    # is what gunicorn's master reads as "the application failed to load": it
+    # stops instead of re-forking workers.
     print(f"Configuration error: {error}", file=sys.stderr)
     sys.exit(4)

@@ -9,20 +9,33 @@ finds it before it is first imported (the master imports it too under
 import os
 from pathlib import Path
 
+
+
+def _make_directory(path):
+    """Create the metrics directory if it is missing.
+
+    One that cannot be created is left to the app's startup check, which
+    says why in one line (in the master under --preload, else in each worker).
+    """
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+
+
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    # prometheus_client needs the directory when it is first imported, which
-    # --preload does before on_starting runs. Creating it is all that is safe
-    # here: gunicorn reads this file again on HUP, while workers write there.
-    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+    # The app checks the directory when it is created, which --preload does
+    # before on_starting runs. Creating it is all that is safe here: gunicorn
+    # reads this file again on HUP, while workers write there.
+    _make_directory(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
 def on_starting(server):
     """Empty the metrics directory before any worker starts: an earlier run's values would add up."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
-        directory = Path(path)
-        directory.mkdir(parents=True, exist_ok=True)
-        for values in directory.glob("*.db"):
+        _make_directory(path)
+        for values in Path(path).glob("*.db"):
             values.unlink()
 
 

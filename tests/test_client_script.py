@@ -28,6 +28,16 @@ def test_tracker_revalidation_answers_304(client):
     assert response.get_data() == b""
 
 
+def test_range_beyond_the_script_answers_416(client):
+    length = len(client.get(SCRIPT_URL).get_data())
+
+    response = client.get(SCRIPT_URL, headers={"Range": f"bytes={length}-"})
+
+    assert response.status_code == 416
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["Content-Range"] == f"bytes */{length}"
+
+
 def test_changed_tracker_is_served_in_full(client):
     response = client.get(SCRIPT_URL, headers={"If-None-Match": '"not-the-current-version"'})
 

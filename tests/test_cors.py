@@ -182,10 +182,33 @@ def test_post_without_origin_is_judged_as_before(listed_app, read_events):
     assert len(read_events(listed_app)) == 1
 
 
-def test_origin_is_compared_without_case_or_trailing_slash(listed_app, read_events):
+def test_origin_is_compared_without_case(listed_app, read_events):
     response = listed_app.test_client().post(LOG, json=VISIT, headers={"Origin": "HTTPS://Textbook.Example.org"})
 
     assert response.status_code == 202
+    assert response.headers["Access-Control-Allow-Origin"] == "HTTPS://Textbook.Example.org"
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [PAGE, PAGE.upper(), PAGE + "/", PAGE + ":443", "http://127.0.0.1:8080", "http://127.0.0.1:8080/", OTHER, "null"],
+)
+def test_a_post_is_refused_exactly_when_its_origin_gets_no_cors_headers(listed_app, origin):
+    response = listed_app.test_client().post("/api/ai/quiz", json={"chapter_id": "c"}, headers={"Origin": origin})
+
+    assert response.status_code in (200, 403)
+    assert (response.status_code == 403) is ("Access-Control-Allow-Origin" not in response.headers)
+    # Browsers send neither a trailing slash nor a scheme's default port: such an Origin is no listed one.
+    assert (response.status_code == 200) is (origin in (PAGE, PAGE.upper(), "http://127.0.0.1:8080"))
+
+
+def test_null_origin_is_refused_unless_listed(make_app):
+    # Pages opened from file:// (and sandboxed frames) send "Origin: null".
+    listed = make_app({"CORS_ORIGINS": [PAGE, "null"]}).test_client()
+    unlisted = make_app({"CORS_ORIGINS": [PAGE]}).test_client()
+
+    assert listed.post(LOG, json=VISIT, headers={"Origin": "null"}).headers["Access-Control-Allow-Origin"] == "null"
+    assert unlisted.post(LOG, json=VISIT, headers={"Origin": "null"}).status_code == 403
 
 
 def test_unlisted_origin_may_still_read_health_without_cors_headers(listed_app):

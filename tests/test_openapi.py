@@ -16,7 +16,7 @@ ROUTES = {
     ("/api/telemetry/log", "post"): {"202", "400", "401", "403", "413", "415", "422", "500", "503"},
     ("/api/telemetry/batch", "post"): {"202", "400", "401", "403", "413", "415", "422", "500", "503"},
     ("/api/telemetry/health", "get"): {"200", "500", "503"},
-    ("/api/telemetry/client.js", "get"): {"200", "500"},
+    ("/api/telemetry/client.js", "get"): {"200", "304", "416", "500"},
     ("/api/ai/ask-question", "post"): {"200", "400", "403", "413", "415", "422", "500"},
     ("/api/ai/explain-like-10", "post"): {"200", "400", "403", "413", "415", "422", "500"},
     ("/api/ai/quiz", "post"): {"200", "400", "403", "413", "415", "422", "500"},
@@ -117,6 +117,30 @@ def test_ingestion_bodies_are_documented_as_json_and_as_text_plain(document, pat
 
     assert set(content) == {"application/json", "text/plain"}
     assert content["text/plain"]["schema"] == content["application/json"]["schema"]
+
+
+def test_document_names_its_server_licence_and_contact(document):
+    assert document["servers"] == [{"url": "/", "description": "The host that serves this document."}]
+    assert document["info"]["license"] == {"name": "Proprietary"}
+    assert document["info"]["contact"]["name"]
+
+
+def test_every_operation_says_who_may_call_it_and_what_it_does(document):
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            # Public unless it may require the ingest token; never left unsaid.
+            expected = [{}, {"bearerAuth": []}] if path in (LOG, BATCH) else []
+            assert operation["security"] == expected, (path, method)
+            assert operation["description"].startswith(operation["summary"])
+
+
+def test_every_tag_is_defined_and_described(document):
+    used = {tag for operations in document["paths"].values() for operation in operations.values()
+            for tag in operation["tags"]}
+    defined = {tag["name"]: tag["description"] for tag in document["tags"]}
+
+    assert set(defined) == used == {"ai_blocks", "docs", "metrics", "telemetry"}
+    assert defined["telemetry"] == "The telemetry blueprint: event ingestion for the front end, and health."
 
 
 def test_ai_block_bodies_are_json_only(document):

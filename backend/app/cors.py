@@ -6,8 +6,6 @@ from flask import current_app, request
 from flask_cors import CORS
 from werkzeug.exceptions import Forbidden
 
-from .config import normal_origin
-
 API_PREFIX = "/api"
 
 # The request headers the API reads; a preflight may ask for no others.
@@ -75,7 +73,10 @@ def _refuse_other_origins():
     if request.method in _SAFE_METHODS or not request.path.startswith(API_PREFIX + "/"):
         return None
     origin = request.headers.get("Origin")
-    if origin is not None and normal_origin(origin) not in current_app.config["CORS_ORIGINS"]:
+    # Compared as flask-cors compares it (the list is in browsers' form, case
+    # aside), so that an origin is refused exactly when it gets no CORS headers:
+    # "http://host/" or "https://host:443" is no origin a browser sends.
+    if origin is not None and origin.lower() not in current_app.config["CORS_ORIGINS"]:
         raise Forbidden(f"Requests from the origin {origin!r} are not allowed.")
     return None
 

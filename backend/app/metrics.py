@@ -1,13 +1,19 @@
 """Prometheus metrics for operators: totals of events accepted, refused and dropped, and request latency.
 
 The metrics belong to the process, not to one app (SPEC S9). With
-``PROMETHEUS_MULTIPROC_DIR`` set before this module is first imported,
-prometheus_client keeps each worker's values in that directory and
-``/metrics`` sums them over every worker of the server; see
-``backend/gunicorn.conf.py`` for the gunicorn side.
+``PROMETHEUS_MULTIPROC_DIR`` set before prometheus_client is first imported,
+it keeps each worker's values in that directory and ``/metrics`` sums them
+over every worker of the server; see ``backend/gunicorn.conf.py`` for the
+gunicorn side.
+
+The series are made on first use, not at import (``__getattr__`` below): in
+multiprocess mode making one opens this process's file in the directory, and
+a process that counts nothing (a ``flask`` command, gunicorn's master under
+``--preload``) leaves nothing there.
 """
 
 import os
+import threading
 import time
 
 from flask import Blueprint, Response
@@ -23,6 +29,7 @@ from prometheus_client import (
 )
 
 from .analytics.analytics_models import EVENT_TYPES
+from .config import ConfigError
 from .openapi import responds
 
 # The statuses that refuse an event before it reaches the sink.
@@ -36,19 +43,6 @@ _accepted = Counter(
 _rejected = Counter(
     "telemetry_events_rejected", "Events refused for what they are, by the HTTP status that refused them.", ["reason"]
 )
-EVENTS_REFUSED = Counter(
-    "telemetry_events_refused", "HTTP events the sink could not take (answered 503)."
-)
-EVENTS_DROPPED = Counter(
-    "telemetry_events_dropped", "In-app events dropped because the sink could not take them or they were invalid."
-)
-SINK_WRITE_FAILURES = Counter(
-    "telemetry_sink_write_failures", "Writes to the event stream that failed (full disk, broken pipe, ...)."
-)
-# livesum: a worker that exited takes its backlog with it (gunicorn.conf.py marks it dead).
-BACKLOG_EVENTS = Gauge(
-    "telemetry_backlog_events", "Event lines waiting for a stream that would block.", multiprocess_mode="livesum"
-)
 _request_duration = Histogram(
     "telemetry_request_duration_seconds",
     "Time to answer a request, by route.",
@@ -57,16 +51,72 @@ _request_duration = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
-# Label children are made once: looking one up per event would cost more than counting.
-EVENTS_ACCEPTED = {event_type: _accepted.labels(event_type=event_type) for event_type in EVENT_TYPES}
-EVENTS_REJECTED = {status: _rejected.labels(reason=str(status)) for status in REJECTION_STATUSES}
+
+def _make_series():
+    """The series that hold values: the unlabelled metrics, and each label's child, made once."""
+    check_multiprocess_dir()
+    return {
+        "EVENTS_ACCEPTED": {event_type: _accepted.labels(event_type=event_type) for event_type in EVENT_TYPES},
+        "EVENTS_REJECTED": {status: _rejected.labels(reason=str(status)) for status in REJECTION_STATUSES},
+        "EVENTS_REFUSED": Counter("telemetry_events_refused", "HTTP events the sink could not take (answered 503)."),
+        "EVENTS_DROPPED": Counter(
+            "telemetry_events_dropped",
+            "In-app events dropped because the sink could not take them or they were invalid.",
+        ),
+        "SINK_WRITE_FAILURES": Counter(
+            "telemetry_sink_write_failures", "Writes to the event stream that failed (full disk, broken pipe, ...)."
+        ),
+        # livesum: a worker that exited takes its backlog with it (gunicorn.conf.py marks it dead).
+        "BACKLOG_EVENTS": Gauge(
+            "telemetry_backlog_events", "Event lines waiting for a stream that would block.",
+            multiprocess_mode="livesum",
+        ),
+    }
+
+
+_SERIES = ("EVENTS_ACCEPTED", "EVENTS_REJECTED", "EVENTS_REFUSED", "EVENTS_DROPPED", "SINK_WRITE_FAILURES",
+           "BACKLOG_EVENTS")
+_series_lock = threading.Lock()
+
+
+def __getattr__(name):
+    """``metrics.EVENTS_ACCEPTED`` and the other series, made on first use; then plain module globals."""
+    if name not in _SERIES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _series_lock:
+        if name not in globals():
+            globals().update(_make_series())
+    return globals()[name]
+
+
+def _series(name):
+    # Inside this module a bare name does not reach __getattr__.
+    return globals().get(name) or __getattr__(name)
+
+
+def check_multiprocess_dir():
+    """Refuse, in one line, a PROMETHEUS_MULTIPROC_DIR this process cannot keep its values in."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path is None:
+        return
+    if not path:
+        raise ConfigError("PROMETHEUS_MULTIPROC_DIR is set but empty: name a directory, or unset it")
+    if not os.path.isdir(path):
+        problem = "is not a directory" if os.path.lexists(path) else "does not exist"
+        raise ConfigError(
+            f"PROMETHEUS_MULTIPROC_DIR {path!r} {problem}: create it (gunicorn --config "
+            "backend/gunicorn.conf.py does) or unset the variable"
+        )
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR {path!r} is not writable by this process")
+
 
 bp = Blueprint("metrics", __name__)
 
 
 def count_rejected(status):
     """Count one event refused with ``status``, if that status refuses events (not 202, not 503)."""
-    rejected = EVENTS_REJECTED.get(status)
+    rejected = _series("EVENTS_REJECTED").get(status)
     if rejected is not None:
         rejected.inc()
 
@@ -78,6 +128,7 @@ def count_rejected(status):
 )
 def get_metrics():
     """Serve the process's metrics, or the whole server's in multiprocess mode, in Prometheus' text format."""
+    _series("EVENTS_ACCEPTED")  # every series is listed, at zero until counted
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         # A fresh registry per scrape, as prometheus_client documents for multiprocess mode.
         registry = CollectorRegistry()
@@ -88,7 +139,8 @@ def get_metrics():
 
 
 def init_app(app):
-    """Time every request to a route, and serve ``/metrics``."""
+    """Time every request to a route, and serve ``/metrics``; refuse a PROMETHEUS_MULTIPROC_DIR it cannot use."""
+    check_multiprocess_dir()
     app.wsgi_app = _RequestTimer(app)
     app.register_blueprint(bp)
 

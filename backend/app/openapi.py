@@ -7,6 +7,8 @@ cannot exist undocumented and its documentation cannot drift from its code.
 """
 
 import functools
+import inspect
+import sys
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
@@ -18,6 +20,12 @@ from .json_body import json_body
 OPENAPI_VERSION = "3.0.3"
 API_TITLE = "Textbook analytics and telemetry API"
 API_VERSION = "1.0.0"
+API_DESCRIPTION = "Records textbook analytics events as JSON lines on the event stream."
+# As setup.cfg declares it; a proprietary licence has no URL to give.
+API_LICENSE = {"name": "Proprietary"}
+API_CONTACT = {"name": "The textbook backend's maintainers"}
+# Relative: the host that serves the document serves the API, whose paths start with /api.
+API_SERVERS = [{"url": "/", "description": "The host that serves this document."}]
 
 # Every operation may fail unexpectedly; every operation with a body (a POST)
 # may meet these, 403 when CORS_ORIGINS lists origins and the Origin is not one.
@@ -117,21 +125,38 @@ def build_spec(app, path_prefixes=DOCUMENTED_PREFIXES):
         version=API_VERSION,
         openapi_version=OPENAPI_VERSION,
         plugins=[marshmallow_plugin],
-        info={"description": "Records textbook analytics events as JSON lines on the event stream."},
+        info={"description": API_DESCRIPTION, "license": API_LICENSE, "contact": API_CONTACT},
+        servers=API_SERVERS,
     )
     marshmallow_plugin.converter.add_attribute_function(_null_branch_admits_only_null)
     spec.components.schema("Problem", schema=ProblemSchema)
     spec.components.schema("ValidationProblem", schema=ValidationProblemSchema)
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    rules = sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule)
+    rules = sorted(
+        (rule for rule in app.url_map.iter_rules() if rule.rule.startswith(tuple(path_prefixes))),
+        key=lambda rule: rule.rule,
+    )
+    for tag in sorted({_tag(rule.endpoint) for rule in rules}):
+        spec.tag({"name": tag, "description": _tag_description(app, tag)})
     for rule in rules:
-        if not rule.rule.startswith(tuple(path_prefixes)):
-            continue
         view = app.view_functions[rule.endpoint]
         methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
         operations = {method.lower(): _operation(view, rule.endpoint) for method in methods}
         spec.path(path=rule.rule, operations=operations)
     return spec.to_dict()
+
+
+def _tag(endpoint):
+    """An operation's tag: the blueprint that serves it."""
+    return endpoint.split(".")[0]
+
+
+def _tag_description(app, tag):
+    """The first line of the docstring of the blueprint's module."""
+    blueprint = app.blueprints.get(tag)
+    module = sys.modules.get(blueprint.import_name) if blueprint is not None else None
+    doc = inspect.getdoc(module) if module is not None else None
+    return doc.splitlines()[0] if doc else f"The {tag} routes."
 
 
 def _null_branch_admits_only_null(converter, field, ret):
@@ -153,8 +178,13 @@ def _operation(view, endpoint):
     contract = getattr(view, "openapi", None)
     if contract is None:
         raise LookupError(f"route {endpoint!r} has no OpenAPI contract; decorate it with @responds")
-    summary = (view.__doc__ or endpoint).strip().splitlines()[0]
-    operation = {"operationId": endpoint.replace(".", "_"), "summary": summary, "tags": [endpoint.split(".")[0]]}
+    description = inspect.cleandoc(view.__doc__ or endpoint)
+    operation = {
+        "operationId": endpoint.replace(".", "_"),
+        "summary": description.splitlines()[0],
+        "description": description,
+        "tags": [_tag(endpoint)],
+    }
     statuses = dict(contract["responses"])
     if contract["body"] is not None:
         operation["requestBody"] = {
@@ -167,8 +197,8 @@ def _operation(view, endpoint):
         statuses.setdefault(status, (None, None, {}, None))
     if contract["parameters"]:
         operation["parameters"] = contract["parameters"]
-    if contract["security"] is not None:
-        operation["security"] = contract["security"]
+    # An empty list says "public" outright, where no security at all would leave it unsaid.
+    operation["security"] = contract["security"] if contract["security"] is not None else []
     operation["responses"] = {
         str(status): _response(status, *statuses[status]) for status in sorted(statuses)
     }

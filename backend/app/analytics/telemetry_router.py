@@ -125,11 +125,17 @@ def _batch_result(index, event):
     return {"index": index, "status": 202, "event_id": accepted.event_id}
 
 
+# Sent with a 416: how long the script is, as bytes */length.
+_CONTENT_RANGE = {"Content-Range": {"description": "bytes */length", "required": True, "schema": {"type": "string"}}}
+
+
 @bp.get("/client.js")
 @responds(
     200, {"type": "string"}, media_type="text/javascript",
     description="The browser tracker: a page includes it with a script tag (see the README).",
 )
+@responds(304, description="The copy the client revalidated (If-None-Match, If-Modified-Since) is current.")
+@responds(416, description="The Range asked for lies beyond the end of the script.", headers=_CONTENT_RANGE)
 def get_client_script():
     """Serve the browser tracker that defines window.TextbookTelemetry."""
     source, etag, modified = _client_script()

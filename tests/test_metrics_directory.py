@@ -1,0 +1,73 @@
+"""PROMETHEUS_MULTIPROC_DIR: checked at startup like any setting; untouched by a process that counts nothing."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app import create_app
+from app.config import ConfigError
+from gunicorn_server import REPO_ROOT
+
+GUNICORN = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "--no-control-socket", "--workers", "2"]
+
+
+@pytest.mark.parametrize(
+    ("make_value", "message"),
+    [
+        (lambda tmp_path: str(tmp_path / "missing"), "does not exist"),
+        (lambda tmp_path: str(tmp_path / "afile"), "is not a directory"),
+        (lambda tmp_path: "", "is set but empty"),
+    ],
+)
+def test_unusable_metrics_directory_stops_startup(tmp_path, monkeypatch, make_value, message):
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", make_value(tmp_path))
+
+    with pytest.raises(ConfigError, match=f"PROMETHEUS_MULTIPROC_DIR .*{message}"):
+        create_app({"TESTING": True, "TELEMETRY_EVENTS_LOG": str(tmp_path / "events.jsonl")})
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param([sys.executable, "-m", "flask", "--app", "wsgi", "telemetry", "health"], id="flask"),
+        pytest.param([*GUNICORN, "wsgi:app"], marks=pytest.mark.gunicorn, id="gunicorn"),
+        pytest.param([*GUNICORN, "--preload", "wsgi:app"], marks=pytest.mark.gunicorn, id="gunicorn-preload"),
+        # The settings file creates a missing directory; one it cannot create is the app's to report.
+        pytest.param(
+            [*GUNICORN, "--config", "backend/gunicorn.conf.py", "wsgi:app"], marks=pytest.mark.gunicorn,
+            id="gunicorn-config",
+        ),
+    ],
+)
+def test_missing_metrics_directory_fails_startup_in_one_line(tmp_path, command):
+    (tmp_path / "afile").write_text("")
+    # Under a regular file: missing, and impossible to create.
+    metrics_dir = tmp_path / "afile" / "metrics"
+    env = {"PATH": os.environ["PATH"], "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 4, result.stderr
+    assert "Traceback" not in result.stderr and "FileNotFoundError" not in result.stderr, result.stderr
+    message = f"Configuration error: PROMETHEUS_MULTIPROC_DIR '{metrics_dir}' does not exist"
+    lines = [line for line in result.stderr.splitlines() if message in line]
+    # Once from the CLI or a preloading master, at most once per worker otherwise.
+    assert 1 <= len(lines) <= 2, result.stderr
+    assert result.stdout == "", result.stdout
+
+
+def test_a_command_that_counts_nothing_leaves_the_metrics_directory_empty(tmp_path):
+    # The series are made on first use: importing the app opens no file in the directory.
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "FLASK_TELEMETRY_EVENTS_LOG": os.devnull}
+
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "telemetry", "health"],
+        cwd=REPO_ROOT, env=env, capture_output=True, check=True, timeout=60,
+    )
+
+    assert list(metrics_dir.iterdir()) == []
