@@ -12,8 +12,9 @@ import pytest
 
 INSTALL_HINT = "apt-get install -y chromium"
 # Headless Chromium on a loopback-only machine: no sandbox (CI runs as root),
-# and nothing that phones home.
-CHROMIUM_ARGS = [
+# and nothing that phones home. Its own User-Agent names HeadlessChrome, which
+# the API ignores as an automated browser (TELEMETRY_IGNORE_BOTS).
+HEADLESS_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
@@ -22,6 +23,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+# What a reader's desktop Chrome sends: the pages of the browser tests stand for readers.
+READER_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
+)
+CHROMIUM_ARGS = [*HEADLESS_ARGS, f"--user-agent={READER_USER_AGENT}"]
 
 
 def chromium_executable():

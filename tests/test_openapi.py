@@ -13,8 +13,8 @@ LOG = "/api/telemetry/log"
 BATCH = "/api/telemetry/batch"
 
 ROUTES = {
-    ("/api/telemetry/log", "post"): {"202", "400", "401", "403", "413", "415", "422", "500", "503"},
-    ("/api/telemetry/batch", "post"): {"202", "400", "401", "403", "413", "415", "422", "500", "503"},
+    ("/api/telemetry/log", "post"): {"200", "202", "400", "401", "403", "413", "415", "422", "429", "500", "503"},
+    ("/api/telemetry/batch", "post"): {"200", "202", "400", "401", "403", "413", "415", "422", "429", "500", "503"},
     ("/api/telemetry/health", "get"): {"200", "500", "503"},
     ("/api/telemetry/client.js", "get"): {"200", "500"},
     ("/api/ai/ask-question", "post"): {"200", "400", "403", "413", "415", "422", "500"},

@@ -36,6 +36,14 @@ _accepted = Counter(
 _rejected = Counter(
     "telemetry_events_rejected", "Events refused for what they are, by the HTTP status that refused them.", ["reason"]
 )
+EVENTS_IGNORED = Counter(
+    "telemetry_events_ignored", "Events answered but not written, by why (a crawler or automated browser sent them).",
+    ["reason"],
+)
+RATE_LIMITER_ERRORS = Counter(
+    "telemetry_rate_limiter_errors",
+    "Ingestion requests admitted without a rate limit verdict: its storage failed, or failed a moment ago.",
+)
 EVENTS_REFUSED = Counter(
     "telemetry_events_refused", "HTTP events the sink could not take (answered 503)."
 )
@@ -60,6 +68,9 @@ _request_duration = Histogram(
 # Label children are made once: looking one up per event would cost more than counting.
 EVENTS_ACCEPTED = {event_type: _accepted.labels(event_type=event_type) for event_type in EVENT_TYPES}
 EVENTS_REJECTED = {status: _rejected.labels(reason=str(status)) for status in REJECTION_STATUSES}
+# Not in EVENTS_REJECTED: a 429 refuses every event of its request, which the rate limit counts itself.
+EVENTS_RATE_LIMITED = _rejected.labels(reason="429")
+EVENTS_IGNORED_BOT = EVENTS_IGNORED.labels(reason="bot")
 
 bp = Blueprint("metrics", __name__)
 
