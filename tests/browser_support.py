@@ -80,6 +80,27 @@ class PageServer:
         self._thread.join(5)
 
 
+@pytest.fixture(scope="module")
+def chromium_path():
+    """The Chromium to drive, checked before any server starts: without a browser there is nothing to run."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        browser_missing("the playwright package is not installed (pip install -r requirements.txt)")
+    executable = chromium_executable()
+    if executable is None:
+        browser_missing("no Chromium executable was found")
+    return executable
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The origin the textbook's pages come from (import the fixture into a test module to use it)."""
+    server = PageServer(tmp_path_factory.mktemp("site")).start()
+    yield server
+    server.stop()
+
+
 def wait_for_lines(server, predicate, count=1, timeout=5.0, pause=time.sleep):
     """The event lines on ``server``'s stdout that satisfy ``predicate``, once there are ``count`` of them.
 

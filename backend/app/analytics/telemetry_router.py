@@ -205,5 +205,4 @@ def _client_script():
 def get_health():
     """Report this worker's event counters and whether its sink accepts events."""
     report = get_event_logger().health()
-    report["rate_limiter"] = get_rate_limiter().state
     return _health_schema.dump(report), 200 if report["status"] == "healthy" else 503
