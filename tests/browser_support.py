@@ -12,8 +12,9 @@ import pytest
 
 INSTALL_HINT = "apt-get install -y chromium"
 # Headless Chromium on a loopback-only machine: no sandbox (CI runs as root),
-# and nothing that phones home.
-CHROMIUM_ARGS = [
+# and nothing that phones home. Its own User-Agent names HeadlessChrome, which
+# the API ignores as an automated browser (TELEMETRY_IGNORE_BOTS).
+HEADLESS_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
@@ -22,6 +23,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+# What a reader's desktop Chrome sends: the pages of the browser tests stand for readers.
+READER_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
+)
+CHROMIUM_ARGS = [*HEADLESS_ARGS, f"--user-agent={READER_USER_AGENT}"]
 
 
 def chromium_executable():
@@ -72,6 +78,27 @@ class PageServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def chromium_path():
+    """The Chromium to drive, checked before any server starts: without a browser there is nothing to run."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        browser_missing("the playwright package is not installed (pip install -r requirements.txt)")
+    executable = chromium_executable()
+    if executable is None:
+        browser_missing("no Chromium executable was found")
+    return executable
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The origin the textbook's pages come from (import the fixture into a test module to use it)."""
+    server = PageServer(tmp_path_factory.mktemp("site")).start()
+    yield server
+    server.stop()
 
 
 def wait_for_lines(server, predicate, count=1, timeout=5.0, pause=time.sleep):

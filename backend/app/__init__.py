@@ -1,8 +1,9 @@
 """The textbook backend's application factory."""
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .analytics import EventLogger
+from .analytics import EventLogger, bots, rate_limit
 from .analytics.telemetry_router import bp as telemetry_bp
 from .api.ai_blocks import bp as ai_blocks_bp
 from .api.docs import bp as docs_bp
@@ -25,8 +26,13 @@ def create_app(config=None):
     validate_app_config(app.config)
 
     EventLogger(app)
+    rate_limit.init_app(app)
+    bots.init_app(app)
     register_error_handlers(app)
     metrics.init_app(app)
+    # The client address (the rate limit's key) is the TCP peer unless proxies are trusted.
+    if app.config["TRUSTED_PROXY_HOPS"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXY_HOPS"])
 
     app.register_blueprint(telemetry_bp)
     app.register_blueprint(ai_blocks_bp)

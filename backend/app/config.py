@@ -6,6 +6,8 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "JSON_MAX_DEPTH": 32,
     "CORS_ORIGINS": "*",
+    # Proxies in front whose X-Forwarded-For is believed (0: the TCP peer is the client).
+    "TRUSTED_PROXY_HOPS": 0,
     "TELEMETRY_MAX_BATCH_EVENTS": 100,
     "TELEMETRY_ENABLED": True,
     "TELEMETRY_EVENTS_LOG": None,
@@ -15,6 +17,10 @@ DEFAULTS = {
     "TELEMETRY_STALL_SECONDS": 2.0,
     "TELEMETRY_RETRY_AFTER": 1,
     "TELEMETRY_WARN_INTERVAL": 60.0,
+    # Events per client address, in the limits library's notation, or "off".
+    "TELEMETRY_RATE_LIMIT": "3000/minute",
+    "TELEMETRY_RATE_LIMIT_STORAGE": "memory://",
+    "TELEMETRY_IGNORE_BOTS": True,
 }
 
 TELEMETRY_KEYS = tuple(key for key in DEFAULTS if key.startswith("TELEMETRY_"))
@@ -38,6 +44,7 @@ def validate_app_config(config):
     """Coerce the HTTP limits (environment values arrive as strings); reject bad ones."""
     _integer(config, "MAX_CONTENT_LENGTH", 1, 100 * 1024 * 1024)
     _integer(config, "JSON_MAX_DEPTH", 2, 512)
+    _integer(config, "TRUSTED_PROXY_HOPS", 0, 10)
     config["CORS_ORIGINS"] = _origins(config, "CORS_ORIGINS")
 
 
@@ -46,6 +53,7 @@ def validate_telemetry_config(config):
     for key in TELEMETRY_KEYS:
         config.setdefault(key, DEFAULTS[key])
     config["TELEMETRY_ENABLED"] = _boolean(config, "TELEMETRY_ENABLED")
+    config["TELEMETRY_IGNORE_BOTS"] = _boolean(config, "TELEMETRY_IGNORE_BOTS")
     _integer(config, "TELEMETRY_MAX_EVENT_BYTES", 256, PIPE_BUF)
     _integer(config, "TELEMETRY_QUEUE_SIZE", 1, 1_000_000)
     _integer(config, "TELEMETRY_MAX_BATCH_EVENTS", 1, 1000)

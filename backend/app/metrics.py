@@ -43,6 +43,10 @@ _accepted = Counter(
 _rejected = Counter(
     "telemetry_events_rejected", "Events refused for what they are, by the HTTP status that refused them.", ["reason"]
 )
+_ignored = Counter(
+    "telemetry_events_ignored", "Events answered but not written, by why (a crawler or automated browser sent them).",
+    ["reason"],
+)
 _request_duration = Histogram(
     "telemetry_request_duration_seconds",
     "Time to answer a request, by route.",
@@ -58,6 +62,13 @@ def _make_series():
     return {
         "EVENTS_ACCEPTED": {event_type: _accepted.labels(event_type=event_type) for event_type in EVENT_TYPES},
         "EVENTS_REJECTED": {status: _rejected.labels(reason=str(status)) for status in REJECTION_STATUSES},
+        # Not in EVENTS_REJECTED: a 429 refuses every event of its request, which the rate limit counts itself.
+        "EVENTS_RATE_LIMITED": _rejected.labels(reason="429"),
+        "EVENTS_IGNORED_BOT": _ignored.labels(reason="bot"),
+        "RATE_LIMITER_ERRORS": Counter(
+            "telemetry_rate_limiter_errors",
+            "Ingestion requests admitted without a rate limit verdict: its storage failed, or failed a moment ago.",
+        ),
         "EVENTS_REFUSED": Counter("telemetry_events_refused", "HTTP events the sink could not take (answered 503)."),
         "EVENTS_DROPPED": Counter(
             "telemetry_events_dropped",
@@ -74,8 +85,8 @@ def _make_series():
     }
 
 
-_SERIES = ("EVENTS_ACCEPTED", "EVENTS_REJECTED", "EVENTS_REFUSED", "EVENTS_DROPPED", "SINK_WRITE_FAILURES",
-           "BACKLOG_EVENTS")
+_SERIES = ("EVENTS_ACCEPTED", "EVENTS_REJECTED", "EVENTS_RATE_LIMITED", "EVENTS_IGNORED_BOT", "RATE_LIMITER_ERRORS",
+           "EVENTS_REFUSED", "EVENTS_DROPPED", "SINK_WRITE_FAILURES", "BACKLOG_EVENTS")
 _series_lock = threading.Lock()
 
 

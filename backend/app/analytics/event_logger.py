@@ -204,6 +204,7 @@ class EventLogger:
             "handler_failures": handler_failures,
             "event_types": list(EVENT_TYPES),
             "backlog": {"depth": state.sink.depth(), "capacity": state.sink.capacity},
+            "rate_limiter": _rate_limiter_state(),
         }
         if problem is not None:
             report["reason"] = problem
@@ -236,6 +237,12 @@ class EventLogger:
         current_app.logger.warning(
             "telemetry: dropped %d event(s), the latest a %s: %s", count, event_type, reason
         )
+
+
+def _rate_limiter_state():
+    # Registered beside the EventLogger by the app factory (analytics/rate_limit.py).
+    limiter = current_app.extensions.get("rate_limiter")
+    return "off" if limiter is None else limiter.state
 
 
 def get_event_logger():

@@ -175,6 +175,14 @@ class EventAcceptedSchema(CompiledSchema):
     telemetry_enabled = fields.Boolean(required=True)
 
 
+class EventsIgnoredSchema(CompiledSchema):
+    """Reply to a request from a crawler or automated browser: nothing was written."""
+
+    status = fields.String(required=True, metadata={"enum": ["ignored"]})
+    reason = fields.String(required=True, metadata={"enum": ["bot"]})
+    ignored = fields.Integer(required=True, metadata={"description": "Events in the request, none written."})
+
+
 class BacklogStateSchema(Schema):
     """Lines waiting for a stream that would block, and how many may wait."""
 
@@ -198,4 +206,11 @@ class HealthSchema(Schema):
     )
     event_types = fields.List(fields.String(), required=True)
     backlog = fields.Nested(BacklogStateSchema, required=True)
+    rate_limiter = fields.String(
+        required=True,
+        metadata={
+            "enum": ["ok", "off", "unavailable"],
+            "description": "unavailable: its storage failed, requests are admitted unchecked (still 200).",
+        },
+    )
     reason = fields.String()

@@ -9,12 +9,14 @@ from pathlib import Path
 from flask import Blueprint, current_app, request, send_file
 from marshmallow import ValidationError
 from werkzeug.datastructures import WWWAuthenticate
-from werkzeug.exceptions import Unauthorized
+from werkzeug.exceptions import TooManyRequests, Unauthorized
 
 from .. import metrics
 from ..errors import BatchRefused, event_refusal
 from ..openapi import bearer_auth, responds, use_body
+from .bots import get_bot_filter
 from .event_logger import EventRejected, SinkUnavailable, get_event_logger
+from .rate_limit import get_rate_limiter
 from .schemas import (
     EVENT_DOCUMENT,
     BatchAcceptedSchema,
@@ -22,6 +24,7 @@ from .schemas import (
     BatchProblemSchema,
     BatchSchema,
     EventAcceptedSchema,
+    EventsIgnoredSchema,
     HealthSchema,
     TelemetryEventSchema,
 )
@@ -36,6 +39,7 @@ _event_schema = TelemetryEventSchema()
 _accepted_schema = EventAcceptedSchema()
 _batch_schema = BatchAcceptedSchema()
 _health_schema = HealthSchema()
+_ignored_schema = EventsIgnoredSchema()
 
 # Both are sent with every answer of their status, hence required.
 _RETRY_AFTER = {
@@ -72,11 +76,57 @@ def require_ingest_token(view):
     )
 
 
+def _events_in(body):
+    """How many events a loaded body holds: a batch's list, else the one event of /log."""
+    events = body.get("events")
+    return 1 if events is None else len(events)
+
+
+def ignore_bots(view):
+    """Answer a crawler's or automated browser's events without writing them (TELEMETRY_IGNORE_BOTS)."""
+
+    @functools.wraps(view)
+    def judge_user_agent(body, *args, **kwargs):
+        bots = get_bot_filter()
+        if bots is not None and bots.is_bot(request.environ.get("HTTP_USER_AGENT", "")):
+            ignored = _events_in(body)
+            metrics.EVENTS_IGNORED_BOT.inc(ignored)
+            return _ignored_schema.dump({"status": "ignored", "reason": "bot", "ignored": ignored}), 200
+        return view(body, *args, **kwargs)
+
+    return responds(
+        200, EventsIgnoredSchema,
+        description="The User-Agent is a crawler or automated browser: nothing was written.",
+    )(judge_user_agent)
+
+
+def limit_rate(view):
+    """Refuse the whole request when the client address's budget (TELEMETRY_RATE_LIMIT) cannot cover its events."""
+
+    @functools.wraps(view)
+    def charge_budget(body, *args, **kwargs):
+        cost = _events_in(body)
+        retry_after = get_rate_limiter().retry_after(request.remote_addr or "", cost)
+        if retry_after is not None:
+            metrics.EVENTS_RATE_LIMITED.inc(cost)
+            raise TooManyRequests(
+                f"Too many events from this address; retry after {retry_after} s.", retry_after=retry_after
+            )
+        return view(body, *args, **kwargs)
+
+    return responds(
+        429, description="The client address has used its budget of events; nothing was written.",
+        headers=_RETRY_AFTER,
+    )(charge_budget)
+
+
 @bp.post("/log")
 @responds(202, EventAcceptedSchema, description="The event was accepted for the event stream.")
 @responds(503, description="The event sink cannot take events now; retry later.", headers=_RETRY_AFTER)
 @require_ingest_token
 @use_body(_event_schema, documented=EVENT_DOCUMENT, plain_text=True)
+@ignore_bots
+@limit_rate
 def log_event(body):
     """Accept one analytics event from the front end."""
     event = get_event_logger().accept(body["event_type"], body["payload"], body.get("event_id"))
@@ -101,6 +151,8 @@ def log_event(body):
 @require_ingest_token
 # A body that is not an object is a bad envelope: 422, as for a missing events list.
 @use_body(BatchSchema(), documented=BATCH_DOCUMENT, plain_text=True, objects_only=False)
+@ignore_bots
+@limit_rate
 def log_batch(body):
     """Accept several analytics events at once, each judged as /log would judge it alone."""
     results = [_batch_result(index, event) for index, event in enumerate(body["events"])]

@@ -1,0 +1,167 @@
+"""The ingestion budget of each client address, counted in events by the limits library.
+
+``TELEMETRY_RATE_LIMIT`` is parsed once, when the app is made; a request then
+costs one ``hit`` per limit (a fixed window: one counter per address and
+limit, in ``memory://`` or a shared Redis). A storage that fails is left
+alone for ``pause`` seconds and requests are admitted meanwhile: the limit
+protects the stream, it must never make the API unavailable.
+"""
+
+import math
+import os
+import threading
+import time
+import urllib.parse
+import weakref
+
+from flask import current_app
+from limits import parse_many
+from limits.errors import ConfigurationError, StorageError
+from limits.storage import SCHEMES, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .. import metrics
+from ..config import ConfigError
+
+# A Redis that does not answer costs a request at most this long (connect, then reply) ...
+STORAGE_TIMEOUT = 0.1
+# ... and is then left alone this long before it is tried again.
+STORAGE_PAUSE = 5.0
+# Keys in a shared storage name the API, so other users of one Redis do not collide.
+NAMESPACE = "telemetry"
+# Storages reached with redis-py: no retries, so one failure costs one timeout.
+_REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+unix"})
+
+
+class IngestRateLimiter:
+    """One app's limits and, in each process, its storage and the storage's state."""
+
+    def __init__(self, config):
+        self.limits = _limits(config)
+        self._storage_uri, self._options = _storage(config["TELEMETRY_RATE_LIMIT_STORAGE"])
+        self.warn_interval = config["TELEMETRY_WARN_INTERVAL"]
+        self.pause = STORAGE_PAUSE
+        self._reset()
+        if self.limits and not self._storage_uri.startswith("memory:"):
+            # Made now so that a bad URI stops startup; a forked worker makes its own.
+            self._limiter = self._build()
+        ref = weakref.ref(self)
+        # Counts and connections are per process: after a fork the child starts afresh.
+        os.register_at_fork(after_in_child=lambda: (limiter := ref()) and limiter._reset())
+
+    def _reset(self):
+        self._limiter = None
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+        self._available = True
+        self._last_warning = None
+        self._unwarned = 0
+
+    def _build(self):
+        try:
+            storage = storage_from_string(self._storage_uri, wrap_exceptions=True, **self._options)
+        except (ConfigurationError, ValueError, TypeError) as exc:
+            raise ConfigError(f"TELEMETRY_RATE_LIMIT_STORAGE is not a usable storage: {exc}") from None
+        return FixedWindowRateLimiter(storage)
+
+    @property
+    def state(self):
+        """``off``, ``ok``, or ``unavailable`` while the storage fails (health reports it)."""
+        if not self.limits:
+            return "off"
+        return "ok" if self._available else "unavailable"
+
+    def retry_after(self, address, cost):
+        """Charge ``cost`` events to ``address``; seconds until its budget admits them if it cannot now, else None."""
+        if not self.limits:
+            return None
+        if time.monotonic() < self._paused_until:
+            self._admit_unchecked("the storage failed recently", count_only=True)
+            return None
+        limiter = self._limiter or self._start()
+        try:
+            for item in self.limits:
+                if not limiter.hit(item, NAMESPACE, address, cost=cost):
+                    reset, _ = limiter.get_window_stats(item, NAMESPACE, address)
+                    self._available = True
+                    return max(1, math.ceil(reset - time.time()))
+        except StorageError as exc:
+            self._paused_until = time.monotonic() + self.pause
+            self._available = False
+            self._admit_unchecked(f"{type(exc.storage_error).__name__}: {exc.storage_error}")
+            return None
+        self._available = True
+        return None
+
+    def _start(self):
+        with self._lock:
+            if self._limiter is None:
+                self._limiter = self._build()
+            return self._limiter
+
+    def _admit_unchecked(self, reason, count_only=False):
+        """Count a request admitted without a verdict; warn at most once per warn interval."""
+        metrics.RATE_LIMITER_ERRORS.inc()
+        now = time.monotonic()
+        with self._lock:
+            self._unwarned += 1
+            due = self._last_warning is None or now - self._last_warning >= self.warn_interval
+            if count_only or not due:
+                return
+            self._last_warning, count, self._unwarned = now, self._unwarned, 0
+        current_app.logger.warning(
+            "telemetry: the rate limit storage failed (%s); %d request(s) admitted unchecked, "
+            "the storage is left alone for %g s",
+            reason, count, self.pause,
+        )
+
+
+def _limits(config):
+    """The parsed limits, or () for ``off``.
+
+    A limit below ``TELEMETRY_MAX_BATCH_EVENTS`` is allowed (a small limit is
+    how a limit is tried out); a batch larger than it is refused with 429.
+    """
+    value = config["TELEMETRY_RATE_LIMIT"]
+    if value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+        return ()
+    try:
+        items = tuple(parse_many(value)) if isinstance(value, str) else ()
+    except ValueError:
+        items = ()
+    if not items:
+        raise ConfigError(
+            f'TELEMETRY_RATE_LIMIT must be "off" or limits such as "3000/minute" '
+            f'(several joined by ";"), got {value!r}'
+        )
+    return items
+
+
+def _storage(uri):
+    """The storage URI and the options its storage is made with; an unknown scheme is a bad value."""
+    scheme = urllib.parse.urlsplit(uri).scheme if isinstance(uri, str) else ""
+    if scheme not in SCHEMES or scheme.startswith("async+"):
+        raise ConfigError(
+            "TELEMETRY_RATE_LIMIT_STORAGE must be a limits storage URI such as memory:// "
+            f"or redis://host:6379/0, got scheme {scheme!r}"
+        )
+    if scheme not in _REDIS_SCHEMES:
+        return uri, {}
+    # Query parameters of the URI (e.g. ?socket_timeout=0.5) still win over these.
+    return uri, {
+        "socket_timeout": STORAGE_TIMEOUT,
+        "socket_connect_timeout": STORAGE_TIMEOUT,
+        "retry": Retry(NoBackoff(), 0),
+    }
+
+
+def init_app(app):
+    """Set up the app's rate limiter from its config (``app.extensions["rate_limiter"]``)."""
+    app.extensions["rate_limiter"] = IngestRateLimiter(app.config)
+
+
+def get_rate_limiter():
+    """The rate limiter of the current app."""
+    return current_app.extensions["rate_limiter"]
