@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import select
+import socket
 import subprocess
 import sys
 import threading
@@ -319,3 +320,42 @@ def test_a_line_to_a_full_non_blocking_pipe_waits_and_stays_whole():
         os.close(write_fd)
 
     assert received == b"f" * filled + line
+
+
+def test_a_stdout_socket_with_a_small_send_buffer_takes_each_line_whole(make_app, monkeypatch):
+    # journald gives a service a Unix stream socket as stdout. With a send
+    # buffer of 8 KiB a line of 4 KiB would be queued in two pieces, and a
+    # non-blocking write could take the first alone.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    stdout = os.fdopen(os.dup(ours.fileno()), "w", encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    app = make_app({"TELEMETRY_EVENTS_LOG": None, "TELEMETRY_STALL_SECONDS": 600})
+    client = app.test_client()
+    event = {"event_type": "error_event", "payload": {"error_message": "m" * 3900}}
+    received = bytearray()
+    try:
+        # Nobody reads: the first lines fill the buffer, the rest wait in the backlog.
+        answers = [client.post("/api/telemetry/log", json=event) for _ in range(8)]
+        reader = threading.Thread(target=lambda: received.extend(_read_until_closed(theirs)))
+        reader.start()
+        with app.app_context():
+            assert app.extensions["event_logger"].flush()
+        buffer = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    finally:
+        stdout.close()
+        ours.close()
+        reader.join(10)
+        theirs.close()
+
+    assert [answer.status_code for answer in answers] == [202] * 8
+    assert buffer >= 2 * (4096 + 64)
+    lines = [json.loads(line) for line in bytes(received).splitlines()]
+    assert [line["event_id"] for line in lines] == [answer.get_json()["event_id"] for answer in answers]
+
+
+def _read_until_closed(sock):
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
