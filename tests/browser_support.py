@@ -74,7 +74,7 @@ class PageServer:
         self._thread.join(5)
 
 
-def wait_for_lines(server, predicate, count=1, timeout=5.0, pause=time.sleep):
+def wait_for_lines(server, predicate, count=1, timeout=20.0, pause=time.sleep):
     """The event lines on ``server``'s stdout that satisfy ``predicate``, once there are ``count`` of them.
 
     Playwright's sync API runs route handlers only inside its own calls: a
@@ -82,7 +82,7 @@ def wait_for_lines(server, predicate, count=1, timeout=5.0, pause=time.sleep):
     """
     deadline = time.monotonic() + timeout
     while True:
-        lines = [line for line in server.event_lines() if predicate(line)]
+        lines = [line for line in server.event_lines(while_running=True) if predicate(line)]
         if len(lines) >= count or time.monotonic() > deadline:
             break
         pause(0.05)

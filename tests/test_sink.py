@@ -21,7 +21,7 @@ VISIT = {"event_type": "chapter_visit", "payload": {"chapter_id": "ch-1"}}
 QUIZ = {"chapter_id": "ch-1", "num_questions": 1}
 
 
-def wait_until(condition, seconds=5.0):
+def wait_until(condition, seconds=10.0):
     """Poll ``condition`` until it holds; fail the test if it never does."""
     deadline = time.monotonic() + seconds
     while not condition():
@@ -248,15 +248,18 @@ def test_shutdown_drains_then_refuses_and_is_idempotent(stalled_app, unread_pipe
 def test_shutdown_gives_up_on_a_stream_that_takes_nothing(stalled_app, caplog):
     app = stalled_app({"TELEMETRY_STALL_SECONDS": 0.1})
     client = app.test_client()
-    for _ in range(3):
-        client.post("/api/telemetry/log", json=VISIT)
+    # The first is backlogged; the others are too unless the writer has been
+    # blocked for the stall limit already (a slow machine): count what was.
+    statuses = [client.post("/api/telemetry/log", json=VISIT).status_code for _ in range(3)]
 
     with app.app_context():
         app.extensions["event_logger"].shutdown()
 
+    backlogged = statuses.count(202)
+    assert statuses[0] == 202 and set(statuses) <= {202, 503}
     (warning,) = [record for record in caplog.records if "before shutdown" in record.getMessage()]
     assert warning.getMessage() == (
-        "telemetry: 3 event(s) were not written before shutdown: the event stream is not accepting writes"
+        f"telemetry: {backlogged} event(s) were not written before shutdown: the event stream is not accepting writes"
     )
 
 

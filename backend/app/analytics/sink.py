@@ -193,6 +193,7 @@ class EventSink:
         # A fresh lock too: one held by another thread at fork stays held in the child.
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
+        self._written = threading.Condition(self._lock)
         self._backlog = collections.deque()
         self._thread = None
         self._modes = {}
@@ -255,11 +256,15 @@ class EventSink:
     def flush(self, timeout=DRAIN_SECONDS):
         """Wait until the backlog is written; False on timeout or when the writer cannot write it."""
         deadline = time.monotonic() + timeout
-        while self._backlog:
-            if time.monotonic() > deadline or self._thread is None or not self._thread.is_alive():
-                return False
-            time.sleep(0.001)
-        return True
+        # Under the lock: the writer takes lines off the backlog and counts them in one step.
+        with self._lock:
+            while self._backlog:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None or not self._thread.is_alive():
+                    return False
+                # Woken by each write; a writer that died wakes nobody, hence the bound.
+                self._written.wait(min(left, 0.05))
+            return True
 
     def close(self, timeout=DRAIN_SECONDS):
         """Write the backlog, stop the writer and close the stream; idempotent.
@@ -399,6 +404,7 @@ class EventSink:
                     for _ in range(taken + lost):
                         self._backlog.popleft()
                     metrics.BACKLOG_EVENTS.dec(taken + lost)
+                    self._written.notify_all()
                     if lost:
                         self._cut(chunk, owed, cut.written)
                     else:
@@ -418,6 +424,7 @@ class EventSink:
                 metrics.BACKLOG_EVENTS.dec(count)
                 self._writing_since = None
                 self._error = None
+                self._written.notify_all()
 
     def _fail(self, error):
         """Count a failed write; events are refused until a write succeeds."""
