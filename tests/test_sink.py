@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.analytics.sink import write_line
+from app.analytics.sink import EventSink, StdoutStream, write_line
 
 from gunicorn_server import REPO_ROOT
 
@@ -362,3 +362,46 @@ def _read_until_closed(sock):
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+
+def test_a_line_a_stream_takes_in_part_is_refused_and_ended_before_the_next(monkeypatch):
+    # A stream that cannot be rewritten (a socket, a tty; here a pipe given a
+    # line longer than PIPE_BUF, which a pipe may take in part) keeps the
+    # fragment, so the sink's next write starts with the newline that ends it.
+    read_fd, write_fd = os.pipe()
+    stdout = os.fdopen(write_fd, "w", encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    sink = EventSink(StdoutStream(), capacity=10, stall_seconds=600)
+    try:
+        os.set_blocking(read_fd, False)
+        filled = _fill(write_fd)
+        os.read(read_fd, 4096)  # room for one page of the next line, not for all of it
+        long_line = b'{"event_id":"long","payload":"' + b"x" * 8000 + b'"}\n'
+        refused = sink.write(long_line)
+        problem = sink.problem()
+        assert os.read(read_fd, filled) == b"f" * (filled - 4096) + long_line[:4096]
+        accepted = sink.write(b'{"event_id":"next"}\n')
+        rest = os.read(read_fd, 65536)
+        recovered = sink.problem()
+    finally:
+        sink.close()
+        stdout.close()
+        os.close(read_fd)
+
+    assert refused is False
+    assert problem == "the event stream failed: the stream took only 4096 of 8033 bytes"
+    assert accepted is True and recovered is None
+    assert rest == b'\n{"event_id":"next"}\n'
+
+
+def _fill(fd):
+    """Fill the pipe ``fd`` writes to, a page at a time; the bytes it holds."""
+    os.set_blocking(fd, False)
+    filled = 0
+    try:
+        while True:
+            filled += os.write(fd, b"f" * 4096)
+    except BlockingIOError:
+        os.set_blocking(fd, True)
+        return filled
