@@ -303,12 +303,7 @@ def test_default_stream_follows_a_replaced_stdout(make_app, capsys):
 def test_a_line_to_a_full_non_blocking_pipe_waits_and_stays_whole():
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
-    filled = 0
-    try:
-        while True:
-            filled += os.write(write_fd, b"f" * 1024)
-    except BlockingIOError:
-        pass
+    filled = _fill(write_fd)
     line = b'{"text":"' + b"y" * 4000 + b'"}\n'
     writer = threading.Thread(target=write_line, args=(write_fd, line))
     writer.start()
@@ -375,7 +370,9 @@ def test_a_line_a_stream_takes_in_part_is_refused_and_ended_before_the_next(monk
     sink = EventSink(StdoutStream(), capacity=10, stall_seconds=600)
     try:
         os.set_blocking(read_fd, False)
+        os.set_blocking(write_fd, False)
         filled = _fill(write_fd)
+        os.set_blocking(write_fd, True)
         os.read(read_fd, 4096)  # room for one page of the next line, not for all of it
         long_line = b'{"event_id":"long","payload":"' + b"x" * 8000 + b'"}\n'
         refused = sink.write(long_line)
@@ -396,12 +393,10 @@ def test_a_line_a_stream_takes_in_part_is_refused_and_ended_before_the_next(monk
 
 
 def _fill(fd):
-    """Fill the pipe ``fd`` writes to, a page at a time; the bytes it holds."""
-    os.set_blocking(fd, False)
+    """Fill the pipe that the non-blocking ``fd`` writes to, a page at a time; the bytes it holds."""
     filled = 0
     try:
         while True:
             filled += os.write(fd, b"f" * 4096)
     except BlockingIOError:
-        os.set_blocking(fd, True)
         return filled
