@@ -112,9 +112,13 @@ def test_a_line_the_full_disk_cuts_is_refused_and_leaves_no_fragment(make_app, d
     assert (recovered_health[1]["events_refused"], recovered_health[1]["events_failed"]) == (2, 2)
 
 
-def test_an_in_app_event_the_full_disk_cuts_is_dropped_and_counted(make_app, disk, caplog):
+@pytest.mark.parametrize("target", ["events-log", "stdout"])
+def test_an_in_app_event_the_full_disk_cuts_is_dropped_and_counted(make_app, disk, caplog, monkeypatch, target):
     events_log = disk / "events.jsonl"
-    app = make_app({"TELEMETRY_EVENTS_LOG": str(events_log)})
+    if target == "stdout":
+        # A stdout that is a file: its offset is shared with whoever else has it.
+        monkeypatch.setattr(sys, "stdout", open(events_log, "a", encoding="ascii"))
+    app = make_app({"TELEMETRY_EVENTS_LOG": None if target == "stdout" else str(events_log)})
     client = app.test_client()
     with app.app_context():
         event_logger = app.extensions["event_logger"]
@@ -126,6 +130,8 @@ def test_an_in_app_event_the_full_disk_cuts_is_dropped_and_counted(make_app, dis
         filler.unlink()
         event_logger.log("chapter_visit", {"chapter_id": "after"})
 
+    if target == "stdout":
+        sys.stdout.close()
     assert failed[0] == 503 and failed[1]["events_dropped"] == 1
     events, blank, other = stream_lines(events_log)
     assert [event["payload"]["chapter_id"] for event in events] == [str(n) for n in range(22)] + ["after"]
