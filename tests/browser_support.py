@@ -101,7 +101,7 @@ def site(tmp_path_factory):
     server.stop()
 
 
-def wait_for_lines(server, predicate, count=1, timeout=5.0, pause=time.sleep):
+def wait_for_lines(server, predicate, count=1, timeout=20.0, pause=time.sleep):
     """The event lines on ``server``'s stdout that satisfy ``predicate``, once there are ``count`` of them.
 
     Playwright's sync API runs route handlers only inside its own calls: a
@@ -109,7 +109,7 @@ def wait_for_lines(server, predicate, count=1, timeout=5.0, pause=time.sleep):
     """
     deadline = time.monotonic() + timeout
     while True:
-        lines = [line for line in server.event_lines() if predicate(line)]
+        lines = [line for line in server.event_lines(while_running=True) if predicate(line)]
         if len(lines) >= count or time.monotonic() > deadline:
             break
         pause(0.05)

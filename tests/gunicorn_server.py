@@ -100,9 +100,13 @@ class GunicornServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             return self.process.wait(5)
 
-    def event_lines(self):
-        """Every line the server has written to its stdout file, parsed as JSON."""
-        return json_lines(self.stdout_path)
+    def event_lines(self, while_running=False):
+        """Every line the server has written to its stdout file, parsed as JSON.
+
+        ``while_running``: the server may be writing as the file is read, so a
+        last line without its newline yet is left for the next read.
+        """
+        return json_lines(self.stdout_path, while_running)
 
     def stderr_text(self):
         return self.stderr_path.read_text(errors="replace")
@@ -173,9 +177,12 @@ class GunicornServer:
         self.stop()
 
 
-def json_lines(path):
-    """Every line of the file at ``path``, parsed as JSON."""
-    return [json.loads(line) for line in Path(path).read_text("ascii").splitlines()]
+def json_lines(path, while_written=False):
+    """Every line of the file at ``path``, parsed as JSON (whole lines only when ``while_written``)."""
+    text = Path(path).read_text("ascii")
+    if while_written:
+        text = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in text.splitlines()]
 
 
 class StdoutPipe:
@@ -210,7 +217,7 @@ class StdoutPipe:
         os.close(self._read_fd)
 
     def _copy(self):
-        with open(self.path, "wb") as copy:
+        with open(self.path, "wb", buffering=0) as copy:
             while chunk := os.read(self._read_fd, 65536):
                 copy.write(chunk)
 

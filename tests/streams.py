@@ -1,9 +1,13 @@
 """Real streams that stand in for a slow, stalled or failing event stream in tests."""
 
+import fcntl
 import json
 import os
 import select
+import struct
+import termios
 import threading
+import time
 from pathlib import Path
 
 
@@ -20,7 +24,9 @@ class UnreadPipe:
         # Open first: a writer's open of a named pipe waits for a reader.
         self._read_fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         self._received = bytearray()
+        # Held while a chunk goes from the pipe to ``_received``.
         self._lock = threading.Lock()
+        self._read_more = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._reader = None
 
@@ -40,9 +46,20 @@ class UnreadPipe:
             self._reader = threading.Thread(target=self._read, name="pipe-reader", daemon=True)
             self._reader.start()
 
-    def lines(self):
-        """Every event line read so far, parsed."""
+    def lines(self, timeout=10.0):
+        """Every event line written to the pipe so far, parsed.
+
+        Once reading has started, waits (at most ``timeout`` seconds) until the
+        reader has taken everything the pipe holds: what a writer has written
+        (``flush()`` returned) is then in the list, however late the reader
+        thread runs.
+        """
+        deadline = time.monotonic() + timeout
         with self._lock:
+            while self._reader is not None and self._unread():
+                left = deadline - time.monotonic()
+                assert left > 0, f"the pipe's reader left {self._unread()} bytes unread for {timeout} s"
+                self._read_more.wait(left)
             return [json.loads(line) for line in bytes(self._received).splitlines() if line.strip()]
 
     def close(self):
@@ -51,15 +68,22 @@ class UnreadPipe:
             self._reader.join(5)
         os.close(self._read_fd)
 
+    def _unread(self):
+        """Bytes in the pipe that nobody has read yet."""
+        return struct.unpack("i", fcntl.ioctl(self._read_fd, termios.FIONREAD, bytes(4)))[0]
+
     def _read(self):
         while not self._stop.is_set():
             if not select.select([self._read_fd], [], [], 0.05)[0]:
                 continue
-            try:
-                chunk = os.read(self._read_fd, 65536)
-            except BlockingIOError:
-                continue
+            # Read and keep in one step, so that ``lines`` never sees an empty
+            # pipe while a chunk is on its way to ``_received``.
+            with self._lock:
+                try:
+                    chunk = os.read(self._read_fd, 65536)
+                except BlockingIOError:
+                    continue
+                self._received += chunk
+                self._read_more.notify_all()
             if not chunk:
                 self._stop.wait(0.01)  # no writer has it open right now
-            with self._lock:
-                self._received += chunk

@@ -232,7 +232,7 @@ def test_tracker_reports_the_visit_tracked_events_and_errors(page, api, site):
 
     lines = wait_for_lines(api, marked(marker), count=8)
     time.sleep(0.3)  # anything more would have arrived by now
-    lines = [line for line in api.event_lines() if marked(marker)(line)]
+    lines = [line for line in api.event_lines(while_running=True) if marked(marker)(line)]
     by_type = {}
     for line in lines:
         by_type.setdefault(line["event_type"], []).append(line)
@@ -327,7 +327,7 @@ def test_tracker_retries_a_5xx_after_retry_after_and_drops_a_4xx(page, api, site
     page.evaluate("() => TextbookTelemetry.flush()")
     wait_for_lines(api, marked(delivered), pause=routes_answered(page))
     assert sum(dropped_id in body for _, body in requests) == 1
-    assert not [line for line in api.event_lines() if marked(dropped)(line)]
+    assert not [line for line in api.event_lines(while_running=True) if marked(dropped)(line)]
 
 
 def test_tracker_splits_a_long_queue_into_batches_the_api_takes(page, api, site):
@@ -383,5 +383,6 @@ def test_allow_list_lets_the_listed_origin_in_and_keeps_others_out(context, stri
     wait_for_lines(strict_api, marked(beaconed))
     time.sleep(0.3)  # the refused beacon left first; give it time all the same
     assert not [
-        line for line in strict_api.event_lines() if marked(not_fetched)(line) or marked(not_beaconed)(line)
+        line for line in strict_api.event_lines(while_running=True)
+        if marked(not_fetched)(line) or marked(not_beaconed)(line)
     ]

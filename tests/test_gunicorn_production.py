@@ -62,7 +62,10 @@ def test_sigterm_with_requests_in_flight_keeps_every_202(tmp_path):
     # backlogs hold most events when it arrives: only the drain at exit can
     # put them on the stream.
     bodies = visits(3000, pad_every=1, pad_max=2000)
-    with StdoutPipe(tmp_path / "collected.jsonl") as pipe, GunicornServer(tmp_path, stdout=pipe) as server:
+    # Backlogged events are refused once a write has been blocked for the
+    # stall limit: a limit a slow machine cannot reach keeps them coming.
+    env = {"FLASK_TELEMETRY_STALL_SECONDS": "30"}
+    with StdoutPipe(tmp_path / "collected.jsonl") as pipe, GunicornServer(tmp_path, env=env, stdout=pipe) as server:
         with ThreadPoolExecutor(16) as pool:
             futures = [pool.submit(server.try_request, "POST", LOG, body) for body in bodies]
             for completed, _ in enumerate(as_completed(futures), 1):

@@ -1,6 +1,7 @@
 """POST /api/telemetry/log and GET /api/telemetry/health over the test client."""
 
 import json
+import time
 import uuid
 
 import pytest
@@ -309,7 +310,13 @@ def test_stalled_stream_turns_ingestion_into_503(stalled_app):
     assert client.post("/api/telemetry/log", json=VISIT).status_code == 202
 
     with app.app_context():
-        assert not app.extensions["event_logger"].flush(timeout=0.2)
+        event_logger = app.extensions["event_logger"]
+        assert not event_logger.flush(timeout=0.2)
+        # The writer thread blocked on the stream for the stall limit (bounded, for a slow machine).
+        deadline = time.monotonic() + 10
+        while event_logger.health()["status"] == "healthy":
+            assert time.monotonic() < deadline, "the stream never counted as stalled"
+            time.sleep(0.01)
 
     problem = assert_problem(client.post("/api/telemetry/log", json=VISIT), 503)
     assert "stream" in problem["detail"]

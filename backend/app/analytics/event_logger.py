@@ -53,6 +53,7 @@ class _AppTelemetry:
             open_stream(config["TELEMETRY_EVENTS_LOG"]),
             capacity=config["TELEMETRY_QUEUE_SIZE"],
             stall_seconds=config["TELEMETRY_STALL_SECONDS"],
+            max_line=self.max_bytes,
         )
         self.reset_counters()
         ref = weakref.ref(self)

@@ -8,6 +8,14 @@ in order; while the backlog holds lines, later lines join it, so a process
 never reorders its events. A write that fails (a full disk, a reader that
 died) marks the sink failed: events are refused until a write succeeds again.
 
+The stream holds whole lines only. A write the stream takes only in part (a
+regular file on a full disk takes the bytes that fit) is a failed write: the
+rest of the line is never written, and the fragment never heads a later
+line. In a regular file it is overwritten in place with spaces and a newline
+(bytes already on disk need no new space, and the bytes written after them,
+this worker's or another's, are untouched); elsewhere (a socket, a tty) the
+sink owes the stream a newline, paid with its next write.
+
 Lines up to PIPE_BUF stay whole when several workers share a pipe or a file.
 The backlog and its thread belong to one process: they are made on first use
 after any fork (gunicorn workers, ``--preload`` included) and drained at
@@ -20,6 +28,7 @@ import errno
 import logging
 import os
 import select
+import socket
 import stat
 import sys
 import threading
@@ -80,8 +89,24 @@ def publish(logger, line):
     return failures
 
 
-def write_line(fd, data):
-    """Write all of ``data`` to ``fd``, blocking if need be; one write(2) when the stream takes it whole."""
+class CutShort(OSError):
+    """A write that stopped after the first ``written`` of ``size`` bytes: the line it was in is cut."""
+
+    def __init__(self, written, size, cause=None):
+        reason = f" ({_describe(cause)})" if cause is not None else ""
+        super().__init__(f"the stream took only {written} of {size} bytes{reason}")
+        self.written = written
+
+
+def write_line(fd, data, finish=True):
+    """Write all of ``data`` to ``fd``, blocking if need be; one write(2) when the stream takes it whole.
+
+    A write that takes part of ``data`` is followed at once by the rest
+    when ``finish`` (a pipe, socket or tty whose buffer is full). For a
+    regular file (``finish`` false) a short write means the disk is full,
+    and the rest is never written: CutShort, as when an error follows a
+    partial write.
+    """
     view = memoryview(data)
     while view:
         try:
@@ -90,6 +115,13 @@ def write_line(fd, data):
             # A descriptor inherited in non-blocking mode: wait for room rather
             # than lose the line; a line up to PIPE_BUF then goes in whole.
             select.select([], [fd], [])
+            continue
+        except OSError as error:
+            if len(view) < len(data):
+                raise CutShort(len(data) - len(view), len(data), error) from error
+            raise
+        if view and not finish:
+            raise CutShort(len(data) - len(view), len(data))
 
 
 class StdoutStream:
@@ -148,10 +180,11 @@ def open_stream(path):
 class EventSink:
     """Writes finished event lines in order: by the caller when it can, else by a writer thread."""
 
-    def __init__(self, stream, capacity, stall_seconds):
+    def __init__(self, stream, capacity, stall_seconds, max_line=PIPE_BUF):
         self._stream = stream
         self.capacity = capacity
         self._stall_seconds = stall_seconds
+        self._max_line = max_line
         self._reset()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: (sink := ref()) and sink._reset())
@@ -160,11 +193,15 @@ class EventSink:
         # A fresh lock too: one held by another thread at fork stays held in the child.
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
+        self._written = threading.Condition(self._lock)
         self._backlog = collections.deque()
         self._thread = None
         self._modes = {}
         self._writing_since = None
         self._error = None
+        # A newline the stream is owed: a cut line's fragment that could not be
+        # blanked must end before anything else is written after it.
+        self._owed = b""
         self._closed = False
         self.failed = 0
 
@@ -176,15 +213,21 @@ class EventSink:
             if self._backlog:
                 # Behind lines already waiting: order within the process.
                 return self._enqueue(data)
+            owed, data = len(self._owed), self._owed + data
             try:
                 written = self._write_now(data)
             except (OSError, ValueError) as error:
                 # ValueError: a stand-in stream that was closed.
                 self._fail(error)
                 return False
-            self._error = None
+            if written == 0:
+                return self._enqueue(data[owed:])
+            self._owed = b""
             if written < len(data):
-                return self._enqueue(data[written:])
+                # Taken in part: a failed write, whose rest is never written.
+                self._cut(data, owed, written)
+                return False
+            self._error = None
             return True
 
     def stalled(self):
@@ -213,11 +256,15 @@ class EventSink:
     def flush(self, timeout=DRAIN_SECONDS):
         """Wait until the backlog is written; False on timeout or when the writer cannot write it."""
         deadline = time.monotonic() + timeout
-        while self._backlog:
-            if time.monotonic() > deadline or self._thread is None or not self._thread.is_alive():
-                return False
-            time.sleep(0.001)
-        return True
+        # Under the lock: the writer takes lines off the backlog and counts them in one step.
+        with self._lock:
+            while self._backlog:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None or not self._thread.is_alive():
+                    return False
+                # Woken by each write; a writer that died wakes nobody, hence the bound.
+                self._written.wait(min(left, 0.05))
+            return True
 
     def close(self, timeout=DRAIN_SECONDS):
         """Write the backlog, stop the writer and close the stream; idempotent.
@@ -283,11 +330,31 @@ class EventSink:
     def _first_mode(self, fd):
         if self._stream.owns_descriptor:
             return _PLAIN
+        _send_lines_whole(fd, self._max_line)
         return _NOWAIT if _RWF_NOWAIT else _fallback_mode(fd)
 
+    def _cut(self, data, start, written):
+        """A write took ``data[:written]``, ending inside a line: fail, and see that its fragment heads no line.
+
+        ``data[:start]`` was an owed newline; lines before the cut one (the
+        backlog writes several at once) were written whole.
+        """
+        head = max(data.rfind(b"\n", 0, written) + 1, start)
+        fragment = data[head:written]
+        fd, _ = self._stream.target()
+        if fragment and not (fd is not None and _blank(fd, fragment)):
+            self._owed = b"\n"
+        self._fail(CutShort(written - head, data.index(b"\n", written) + 1 - head))
+
     def _enqueue(self, data):
-        """Put ``data`` in the backlog for the writer; False when the backlog cannot take it."""
-        if self._error is not None or len(self._backlog) >= self.capacity or self.stalled():
+        """Put ``data`` in the backlog for the writer; False when the backlog cannot take it.
+
+        A failed sink takes no line while its writer retries lines it could
+        not write; with none left (a cut line is dropped, not retried), the
+        next line is the writer's next try, so a stream only the writer
+        writes (a tty, a named pipe) recovers too.
+        """
+        if self._error is not None and self._backlog or len(self._backlog) >= self.capacity or self.stalled():
             return False
         if self._thread is None:
             self._start()
@@ -318,14 +385,32 @@ class EventSink:
                     if count and size + len(line) > PIPE_BUF:
                         break
                     count, size = count + 1, size + len(line)
-                chunk = b"".join(self._backlog[index] for index in range(count))
+                owed = len(self._owed)
+                chunk = self._owed + b"".join(self._backlog[index] for index in range(count))
                 self._writing_since = time.monotonic()
             try:
                 fd, standin = self._stream.target()
                 if fd is None:
                     _write_standin(standin, chunk)
                 else:
-                    write_line(fd, chunk)
+                    write_line(fd, chunk, finish=not stat.S_ISREG(os.fstat(fd).st_mode))
+            except CutShort as cut:
+                with self._lock:
+                    self._writing_since = None
+                    self._owed = b"" if cut.written >= owed else self._owed
+                    # The lines taken whole are written; the cut one is lost, never written again.
+                    taken = chunk.count(b"\n", owed, cut.written)
+                    lost = cut.written > owed and chunk[cut.written - 1] != ord("\n")
+                    for _ in range(taken + lost):
+                        self._backlog.popleft()
+                    metrics.BACKLOG_EVENTS.dec(taken + lost)
+                    self._written.notify_all()
+                    if lost:
+                        self._cut(chunk, owed, cut.written)
+                    else:
+                        self._fail(cut)
+                    self._wake.wait(RETRY_SECONDS)
+                continue
             except (OSError, ValueError) as error:
                 with self._lock:
                     self._writing_since = None
@@ -339,6 +424,7 @@ class EventSink:
                 metrics.BACKLOG_EVENTS.dec(count)
                 self._writing_since = None
                 self._error = None
+                self._written.notify_all()
 
     def _fail(self, error):
         """Count a failed write; events are refused until a write succeeds."""
@@ -347,8 +433,63 @@ class EventSink:
         if self._error is None:
             # Once per failure, not once per refused event.
             _log.warning("telemetry: writing to the event stream failed, events are refused: %s", error)
-        errno_name = errno.errorcode.get(getattr(error, "errno", None) or 0)
-        self._error = f"{errno_name}: {error.strerror}" if errno_name and error.strerror else str(error)
+        self._error = _describe(error)
+
+
+def _describe(error):
+    """``ENOSPC: No space left on device`` for an OSError with an errno, else the error's text."""
+    errno_name = errno.errorcode.get(getattr(error, "errno", None) or 0)
+    return f"{errno_name}: {error.strerror}" if errno_name and error.strerror else str(error)
+
+
+def _blank(fd, fragment):
+    """Overwrite ``fragment``, the last bytes this process wrote to ``fd``, with spaces and a newline; True if done.
+
+    Only in a regular file. Overwriting takes no new space on a full disk,
+    and cannot touch another worker's bytes, which all lie after the
+    fragment: a line appended in the meantime starts a line of its own. The
+    file offset says where the fragment ends; other processes may share it
+    (a stdout that is a file), so the bytes there are compared first.
+    """
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return False
+    try:
+        start = os.lseek(fd, 0, os.SEEK_CUR) - len(fragment)
+        # A descriptor without O_APPEND, with which pwrite would append.
+        own = os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if start < 0 or os.pread(own, len(fragment), start) != fragment:
+            return False
+        return os.pwrite(own, b" " * (len(fragment) - 1) + b"\n", start) == len(fragment)
+    except OSError:
+        return False
+    finally:
+        os.close(own)
+
+
+def _send_lines_whole(fd, max_line):
+    """Make a Unix stream socket's send buffer big enough to take each line in one piece.
+
+    Linux queues a write to such a socket in pieces of at most half the
+    send buffer less 64 bytes, and a non-blocking write takes pieces while
+    the buffer is not yet full: with a small buffer (a stdout socket set up
+    with a small SO_SNDBUF) a line can be taken in part, or split by another
+    worker's line. A line that is one piece is taken whole or not at all.
+    The buffer is shared by every worker; it is only ever made larger.
+    """
+    if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+        return
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+                return
+            # The kernel reports (and keeps) twice the value it is given.
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < 2 * (max_line + 64):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max_line + 64)
+    except OSError as error:
+        _log.warning("telemetry: cannot size the event socket's send buffer: %s", error)
 
 
 def _write_standin(stream, data):
