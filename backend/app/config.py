@@ -21,6 +21,9 @@ DEFAULTS = {
     "TELEMETRY_RATE_LIMIT": "3000/minute",
     "TELEMETRY_RATE_LIMIT_STORAGE": "memory://",
     "TELEMETRY_IGNORE_BOTS": True,
+    "TELEMETRY_SCRUB_VALUES": True,
+    "TELEMETRY_USER_ID_KEY": None,
+    "TELEMETRY_HONOR_GPC": True,
 }
 
 TELEMETRY_KEYS = tuple(key for key in DEFAULTS if key.startswith("TELEMETRY_"))
@@ -28,6 +31,10 @@ TELEMETRY_KEYS = tuple(key for key in DEFAULTS if key.startswith("TELEMETRY_"))
 # Lines up to PIPE_BUF are written whole by one write(2), even when several
 # workers share one pipe; longer ones could interleave.
 PIPE_BUF = 4096
+
+# HMAC-SHA256's key is as strong as its block of 64 bytes allows; fewer than
+# 32 characters is a password, not a key.
+USER_ID_KEY_MIN_CHARS = 32
 
 # scheme://host[:port], as browsers send it in the Origin header.
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s*\\^$()\[\]]+/?\Z", re.IGNORECASE)
@@ -38,6 +45,24 @@ _FALSE = {"0", "false", "no", "off"}
 
 class ConfigError(RuntimeError):
     """A configuration value the application cannot start with."""
+
+
+class Secret:
+    """A configured secret whose repr and str never show it: a config printed in an error stays safe."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value):
+        self._value = value
+
+    def reveal(self):
+        """The secret itself, for the code that uses it."""
+        return self._value
+
+    def __repr__(self):
+        return "Secret('********')"
+
+    __str__ = __repr__
 
 
 def validate_app_config(config):
@@ -54,6 +79,9 @@ def validate_telemetry_config(config):
         config.setdefault(key, DEFAULTS[key])
     config["TELEMETRY_ENABLED"] = _boolean(config, "TELEMETRY_ENABLED")
     config["TELEMETRY_IGNORE_BOTS"] = _boolean(config, "TELEMETRY_IGNORE_BOTS")
+    config["TELEMETRY_SCRUB_VALUES"] = _boolean(config, "TELEMETRY_SCRUB_VALUES")
+    config["TELEMETRY_HONOR_GPC"] = _boolean(config, "TELEMETRY_HONOR_GPC")
+    config["TELEMETRY_USER_ID_KEY"] = _user_id_key(config.get("TELEMETRY_USER_ID_KEY"))
     _integer(config, "TELEMETRY_MAX_EVENT_BYTES", 256, PIPE_BUF)
     _integer(config, "TELEMETRY_QUEUE_SIZE", 1, 1_000_000)
     _integer(config, "TELEMETRY_MAX_BATCH_EVENTS", 1, 1000)
@@ -73,6 +101,26 @@ def validate_telemetry_config(config):
     if path is not None:
         _check_writable(str(path))
     config["TELEMETRY_EVENTS_LOG"] = path
+
+
+def _user_id_key(value):
+    """The pseudonyms' key as a ``Secret``, or None; no message ever quotes it."""
+    if isinstance(value, Secret):
+        value = value.reveal()
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        # from_prefixed_env parses an all-digit value as JSON, i.e. an int.
+        value = str(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"TELEMETRY_USER_ID_KEY must be a string when set, not a {type(value).__name__}")
+    if len(value) < USER_ID_KEY_MIN_CHARS:
+        raise ConfigError(
+            f"TELEMETRY_USER_ID_KEY must be at least {USER_ID_KEY_MIN_CHARS} characters when set "
+            f"(it has {len(value)}); generate one with: "
+            "python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+    return Secret(value)
 
 
 def _boolean(config, key):

@@ -5,6 +5,7 @@ import threading
 import time
 import weakref
 from collections import Counter
+from dataclasses import replace
 
 from flask import current_app
 from marshmallow import ValidationError
@@ -12,8 +13,9 @@ from marshmallow import ValidationError
 from .. import metrics
 from ..config import DEFAULTS, validate_telemetry_config
 from .analytics_models import EVENT_TYPES, AnalyticsEvent
-from .payload_rules import fit_line, redact
+from .payload_rules import fit_line, pseudonymise, redact
 from .schemas import PAYLOAD_SCHEMAS
+from .scrubbing import line_may_hold_secrets, scrub
 from .sink import EventSink, events_logger, open_stream, publish
 
 
@@ -49,6 +51,9 @@ class _AppTelemetry:
         self.max_bytes = config["TELEMETRY_MAX_EVENT_BYTES"]
         self.max_depth = config.get("JSON_MAX_DEPTH", DEFAULTS["JSON_MAX_DEPTH"])
         self.warn_interval = config["TELEMETRY_WARN_INTERVAL"]
+        self.scrub_values = config["TELEMETRY_SCRUB_VALUES"]
+        key = config["TELEMETRY_USER_ID_KEY"]
+        self.user_id_key = None if key is None else key.reveal().encode("utf-8")
         self.sink = EventSink(
             open_stream(config["TELEMETRY_EVENTS_LOG"]),
             capacity=config["TELEMETRY_QUEUE_SIZE"],
@@ -156,7 +161,11 @@ class EventLogger:
         return None
 
     def _build(self, state, event_type, payload, event_id=None):
-        """The validated, redacted and stamped event, and its line."""
+        """The validated, redacted, pseudonymised, scrubbed and stamped event, and its line.
+
+        The steps, in order, are those of ``payload_rules``; the size cap
+        (``fit_line``, or the HTTP routes' 413) comes after, on the line.
+        """
         schema = PAYLOAD_SCHEMAS.get(event_type) if isinstance(event_type, str) else None
         if schema is None:
             raise UnknownEventType(
@@ -175,16 +184,24 @@ class EventLogger:
             ) from None
         except ValueError as exc:
             raise InvalidPayload(str(exc), {"payload": [str(exc)]}) from None
+        if state.user_id_key is not None:
+            payload = pseudonymise(payload, state.user_id_key)
         event = AnalyticsEvent(event_type, payload) if event_id is None else AnalyticsEvent(
             event_type, payload, str(event_id)
         )
         try:
-            return event, event.to_line()
+            line = event.to_line()
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidPayload(
                 f"payload is not JSON-serialisable: {exc}",
                 {"payload": ["Values must be JSON strings, numbers, booleans, null, arrays or objects."]},
             ) from None
+        # Most lines hold nothing to scrub, which a look at the line tells
+        # cheaply; the others are scrubbed string by string and encoded again.
+        if state.scrub_values and line_may_hold_secrets(line):
+            event = replace(event, payload=scrub(payload))
+            line = event.to_line()
+        return event, line
 
     def health(self):
         """Counters and sink state of the current app in this process."""

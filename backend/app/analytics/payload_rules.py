@@ -1,6 +1,20 @@
-"""Rules applied to every payload before emission: redaction and the size cap."""
+"""What is done to every payload before it is written, in the order it runs.
+
+1. ``redact``: values of secret-named keys become ``"[REDACTED]"``.
+2. ``pseudonymise``: the top-level ``user_id`` becomes a keyed pseudonym
+   (when ``TELEMETRY_USER_ID_KEY`` is set). It runs before scrubbing, so a
+   user id that is an e-mail address gets its own pseudonym rather than the
+   pseudonym of ``"[EMAIL]"`` that every such reader would share.
+3. ``scrub`` (``scrubbing.py``): e-mail addresses, tokens, card numbers and
+   URL secrets inside string values are replaced (``TELEMETRY_SCRUB_VALUES``).
+4. ``fit_line``: the size cap, on the line of the stamped event.
+
+``EventLogger._build`` calls them in this order; nothing else changes a payload.
+"""
 
 import functools
+import hashlib
+import hmac
 import json
 import re
 from dataclasses import replace
@@ -40,6 +54,41 @@ def redact(value, max_depth, depth=0):
 def _is_secret_key(key):
     # Payloads repeat the same few keys; remembering the verdict skips the regex.
     return _SECRET_KEY.search(key) is not None
+
+
+ANONYMOUS = "anonymous"
+PSEUDONYM_PREFIX = "u_"
+_PSEUDONYM_HEX_DIGITS = 32
+
+
+def pseudonymise(payload, key):
+    """The payload with its top-level ``user_id`` replaced by ``pseudonym(key, user_id)``.
+
+    ``"anonymous"`` and a null ``user_id`` stay as they are.
+    """
+    user_id = payload.get("user_id")
+    if user_id is None or user_id == ANONYMOUS:
+        return payload
+    return {**payload, "user_id": pseudonym(key, user_id)}
+
+
+def pseudonym(key, user_id):
+    """``"u_"`` and the first 32 hex digits of HMAC-SHA256(key, user_id).
+
+    Stable while the key is, not reversible without it. A user id that is not
+    a string (an extra key of an error_event, say) is keyed by its JSON text.
+    """
+    if not isinstance(user_id, str):
+        user_id = json.dumps(user_id, sort_keys=True, separators=(",", ":"), default=str)
+    return _keyed_pseudonym(key, user_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _keyed_pseudonym(key, user_id):
+    # The same readers come back event after event; one HMAC costs more than
+    # the rest of the event's payload rules together.
+    digest = hmac.digest(key, user_id.encode("utf-8", "surrogatepass"), hashlib.sha256)
+    return PSEUDONYM_PREFIX + digest.hex()[:_PSEUDONYM_HEX_DIGITS]
 
 
 def fit_line(event, line, max_bytes):

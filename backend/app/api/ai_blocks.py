@@ -1,8 +1,9 @@
 """The four AI block routes: validated requests, placeholder answers, one event each."""
 
-from flask import Blueprint, request
+from flask import Blueprint, current_app, request
 
 from ..analytics.event_logger import get_event_logger
+from ..analytics.payload_rules import ANONYMOUS
 from ..openapi import header_parameter, responds, use_body
 from .schemas import (
     AnswerSchema,
@@ -17,11 +18,19 @@ from .schemas import (
 
 bp = Blueprint("ai_blocks", __name__, url_prefix="/api/ai")
 
+
 PLACEHOLDER_NOTICE = "Placeholder content: no AI model is called yet."
 USER_HEADER = "X-User-Id"
-ANONYMOUS = "anonymous"
+GPC_HEADER = "Sec-GPC"
 _USER_ID_CHARS = 128
-_USER_DOC = "Who is reading; recorded on the ai_block_used event (default: anonymous)."
+_USER_DOC = (
+    "Who is reading; recorded on the ai_block_used event (default: anonymous), "
+    "as a pseudonym when TELEMETRY_USER_ID_KEY is set."
+)
+_GPC_DOC = (
+    "Global Privacy Control: with 1 the answer is the same, and its ai_block_used event is recorded "
+    "with user_id anonymous and query null (unless TELEMETRY_HONOR_GPC is false)."
+)
 
 _answer_schema = AnswerSchema()
 _explanation_schema = ExplanationSchema()
@@ -29,9 +38,14 @@ _quiz_schema = QuizSchema()
 _diagram_schema = DiagramSchema()
 
 
+def _reader_headers(view):
+    """Document the headers that say who reads and what they allow."""
+    return header_parameter(USER_HEADER, _USER_DOC)(header_parameter(GPC_HEADER, _GPC_DOC)(view))
+
+
 @bp.post("/ask-question")
 @responds(200, AnswerSchema, description="A placeholder answer.")
-@header_parameter(USER_HEADER, _USER_DOC)
+@_reader_headers
 @use_body(AskQuestionSchema())
 def ask_question(body):
     """Answer a reader's question about a section (placeholder)."""
@@ -42,7 +56,7 @@ def ask_question(body):
 
 @bp.post("/explain-like-10")
 @responds(200, ExplanationSchema, description="A placeholder explanation.")
-@header_parameter(USER_HEADER, _USER_DOC)
+@_reader_headers
 @use_body(ExplainLike10Schema())
 def explain_like_10(body):
     """Explain a concept as if to a ten-year-old (placeholder)."""
@@ -55,7 +69,7 @@ def explain_like_10(body):
 
 @bp.post("/quiz")
 @responds(200, QuizSchema, description="Placeholder quiz questions.")
-@header_parameter(USER_HEADER, _USER_DOC)
+@_reader_headers
 @use_body(QuizRequestSchema())
 def make_quiz(body):
     """Make a short quiz on a chapter or section (placeholder)."""
@@ -73,7 +87,7 @@ def make_quiz(body):
 
 @bp.post("/diagram")
 @responds(200, DiagramSchema, description="A placeholder diagram in Mermaid syntax.")
-@header_parameter(USER_HEADER, _USER_DOC)
+@_reader_headers
 @use_body(DiagramRequestSchema())
 def draw_diagram(body):
     """Draw a diagram from a description (placeholder)."""
@@ -102,8 +116,13 @@ def _reply(block_type, body, query, schema, **content):
             **content,
         }
     )
+    if _refuses_tracking():
+        # Usage is counted; the reader and what they typed are not.
+        user_id, query = ANONYMOUS, None
+    else:
+        user_id = _user_id()
     event = {
-        "user_id": _user_id(),
+        "user_id": user_id,
         "chapter_id": body["chapter_id"],
         "block_type": block_type,
         "query": query,
@@ -116,3 +135,8 @@ def _reply(block_type, body, query, schema, **content):
 
 def _user_id():
     return request.headers.get(USER_HEADER, "").strip()[:_USER_ID_CHARS] or ANONYMOUS
+
+
+def _refuses_tracking():
+    """The browser sends Global Privacy Control (``Sec-GPC: 1``) and the app honours it."""
+    return request.headers.get(GPC_HEADER, "").strip() == "1" and current_app.config["TELEMETRY_HONOR_GPC"]
