@@ -1,7 +1,7 @@
 """For the browser tests: finding Chromium, a page server on its own origin, waiting for event lines.
 
-The fixtures here (``chromium_path``, ``browser``, ``site``, ``context``,
-``page``) are imported by each browser test module, which gets its own
+The fixtures here (``chromium_path``, ``browser``, ``api``, ``site``,
+``context``, ``page``) are imported by each browser test module, which gets its own
 instances: one Chromium and one page server per module.
 """
 
@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from gunicorn_server import GunicornServer
 
 try:
     from playwright.sync_api import sync_playwright
@@ -190,6 +192,14 @@ def browser(chromium_path):
         browser = launch_chromium(playwright, chromium_path)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    """The API with one worker: the stream holds events in the order they arrived, so once a
+    later event's line is there, an earlier event that was sent would be there too."""
+    with GunicornServer(tmp_path_factory.mktemp("api"), workers=1) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

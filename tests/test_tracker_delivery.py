@@ -9,6 +9,7 @@ import pytest
 from browser_support import (  # noqa: F401 (fixtures: one browser and one page server per module)
     BLANK,
     STORED_EVENTS,
+    api,
     batch_event_ids,
     chromium_path,
     context,
@@ -24,7 +25,6 @@ from browser_support import (  # noqa: F401 (fixtures: one browser and one page 
     tracker_page,
     wait_for_lines,
 )
-from gunicorn_server import GunicornServer
 
 pytestmark = pytest.mark.gunicorn
 
@@ -40,13 +40,6 @@ def browser(chromium_path):
         browser = launch_chromium(playwright, chromium_path, bfcache=True)
         yield browser
         browser.close()
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    """One worker, so that the stream's order is the order the events arrived in."""
-    with GunicornServer(tmp_path_factory.mktemp("api"), workers=1) as server:
-        yield server
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import pytest
 
 from browser_support import (  # noqa: F401 (fixtures: one browser and one page server per module)
     STORED_EVENTS,
+    api,
     batch_event_ids,
     browser,
     chromium_path,
@@ -18,7 +19,6 @@ from browser_support import (  # noqa: F401 (fixtures: one browser and one page 
     tracker_page,
     wait_for_lines,
 )
-from gunicorn_server import GunicornServer
 
 pytestmark = pytest.mark.gunicorn
 
@@ -26,13 +26,6 @@ TRACK = """(marker) => TextbookTelemetry.track("error_event", {error_type: "Demo
 FLUSH = "() => TextbookTelemetry.flush()"
 # Global Privacy Control, as a browser that sends it defines it.
 GPC = "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true, configurable: true});"
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    """One worker: once a later event's line is there, an earlier one that was sent would be too."""
-    with GunicornServer(tmp_path_factory.mktemp("api"), workers=1) as server:
-        yield server
 
 
 @pytest.fixture

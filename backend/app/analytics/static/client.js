@@ -60,6 +60,8 @@
   const encoder = new TextEncoder();
   const store = localStore();
   const pageId = Math.random().toString(36).slice(2, 10);
+  // Web Locks exist only in secure contexts (https, localhost, 127.0.0.1).
+  const leasing = !(navigator.locks && typeof navigator.locks.request === "function");
 
   let userId = text(script && script.dataset.userId);
   let chapterId = text(script && script.dataset.chapterId);
@@ -118,7 +120,10 @@
     // closed tab or a crash cannot take it.
     const left = failing ? persist([item]) : [item];
     if (left.length) {
-      if (queue.length >= MAX_QUEUE_EVENTS) return null;
+      if (queue.length >= MAX_QUEUE_EVENTS) {
+        warnOnce("full", `${MAX_QUEUE_EVENTS} events are waiting: later ones are not queued`);
+        return null;
+      }
       queue.push(item);
     }
     schedule(queue.length >= SEND_SOON_EVENTS ? 0 : FLUSH_DELAY_MS);
@@ -185,6 +190,7 @@
         done = true;
         break;
       }
+      if (leasing) writeItem(LEASE_KEY, `${pageId} ${Date.now() + LEASE_MS}`); // still ours
       for (const item of stored.slice(0, MAX_BATCH_EVENTS)) item.bytes = encoder.encode(item.json).length;
       const batch = takeBatch(stored);
       const retry = new Set(await post(batch));
@@ -206,12 +212,9 @@
   // claim it in the same instant: both may then send, and the stream holds
   // the event twice with one event_id.
   function claimed(action) {
-    if (navigator.locks && typeof navigator.locks.request === "function") {
-      return navigator.locks.request(`TextbookTelemetry ${endpoint}`, action);
-    }
+    if (!leasing) return navigator.locks.request(`TextbookTelemetry ${endpoint}`, action);
     const [owner, until] = (readItem(LEASE_KEY) || "").split(" ");
     if (owner && owner !== pageId && Number(until) > Date.now()) return Promise.resolve(false);
-    writeItem(LEASE_KEY, `${pageId} ${Date.now() + LEASE_MS}`);
     return action().finally(() => {
       if ((readItem(LEASE_KEY) || "").startsWith(`${pageId} `)) removeItem(LEASE_KEY);
     });
@@ -336,6 +339,7 @@
   // Writes events to the origin's storage, then keeps it within its bounds;
   // returns those it could not write (no storage, or its quota is used up).
   function persist(items) {
+    if (optedOut()) return []; // the reader said no while these were on their way
     if (!store || !items.length) return items;
     const left = items.filter((item) => !writeItem(EVENT_PREFIX + item.seq, `${endpoint} ${item.json}`));
     trimStored();
