@@ -98,7 +98,7 @@ class PageServer:
         self._thread.join(5)
 
 
-def wait_for_lines(server, predicate, count=1, timeout=5.0, pause=time.sleep):
+def wait_for_lines(server, predicate, count=1, timeout=10.0, pause=time.sleep):
     """The event lines on ``server``'s stdout that satisfy ``predicate``, once there are ``count`` of them.
 
     Playwright's sync API runs route handlers only inside its own calls: a

@@ -1,7 +1,5 @@
 """In headless Chromium: the tracker's opt-out, consent and Global Privacy Control (S11), against a live gunicorn."""
 
-import json
-
 import pytest
 
 from browser_support import (  # noqa: F401 (fixtures: one browser and one page server per module)
@@ -80,15 +78,14 @@ def test_opting_out_forgets_what_was_queued_and_stored(context, page, api, site,
     page.evaluate("() => TextbookTelemetry.optOut()")
 
     assert page.evaluate(STORED_EVENTS) == []
+    refused = len(batches)  # the attempts the API refused, all before the opt-out
     page.unroute(f"{api.url}/api/telemetry/batch")
     page.evaluate("() => TextbookTelemetry.optIn()")
     page.evaluate(TRACK, f"{marker}-later")
     page.evaluate(FLUSH)
     wait_for_lines(api, marked(f"{marker}-later"))
-    never_sent(api, page, [], f"{marker}-stored")
-    assert [json.loads(request.post_data)["events"][0]["payload"]["marker"] for request in batches] == [
-        f"{marker}-stored", f"{marker}-later",  # the one refused attempt, then only what came after
-    ]
+    never_sent(api, page, batches[refused:], f"{marker}-stored")
+    assert refused >= 1 and f"{marker}-later" in batches[-1].post_data
 
 
 def test_data_require_consent_sends_nothing_until_opt_in(context, api, site, batches):
@@ -111,7 +108,7 @@ def test_data_require_consent_sends_nothing_until_opt_in(context, api, site, bat
     open_tracker(later, tracker_page(site, api, chapter_id=f"ch-{marker}-next", require_consent=True))
     wait_for_lines(api, marked(f"ch-{marker}-next"))
     never_sent(api, later, batches, f"{marker}-before")
-    assert batch_event_ids(batches[:1]) == [lines[0]["event_id"], event_id]
+    assert batch_event_ids(batches)[:2] == [lines[0]["event_id"], event_id]
 
 
 def test_global_privacy_control_opts_out_unless_the_reader_opted_in(context, api, site, batches):

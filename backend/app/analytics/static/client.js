@@ -44,7 +44,7 @@
   const LEASE_MS = 30000; // without Web Locks: how long a tab's claim on the stored events lasts
   // Another tab sees this tab's changes to localStorage a moment later than
   // it may get the lock: the claim is kept this long after the last change.
-  const SETTLE_MS = 250;
+  const SETTLE_MS = 500;
   const MAX_ERROR_REPORTS = 5; // an error loop must not flood the API
   const MAX_MESSAGE_CHARS = 500;
   const MAX_NAME_CHARS = 100;
