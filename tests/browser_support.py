@@ -1,8 +1,8 @@
 """For the browser tests: finding Chromium, a page server on its own origin, waiting for event lines.
 
-The fixtures here (``chromium_path``, ``browser``, ``api``, ``site``,
-``context``, ``page``) are imported by each browser test module, which gets its own
-instances: one Chromium and one page server per module.
+The fixtures here (``chromium_path``, ``site``, and for the tracker's tests
+``browser``, ``api``, ``context``, ``page``) are imported by each browser test
+module, which gets its own instances: one Chromium and one page server per module.
 """
 
 import functools
@@ -26,8 +26,9 @@ except ImportError:  # judged by the chromium_path fixture: a skip, or a failure
 
 INSTALL_HINT = "apt-get install -y chromium"
 # Headless Chromium on a loopback-only machine: no sandbox (CI runs as root),
-# and nothing that phones home.
-CHROMIUM_ARGS = [
+# and nothing that phones home. Its own User-Agent names HeadlessChrome, which
+# the API ignores as an automated browser (TELEMETRY_IGNORE_BOTS).
+HEADLESS_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
@@ -36,16 +37,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-
-# An ordinary desktop Chrome: headless Chromium says "HeadlessChrome", which
-# the API ignores as an automated browser (TELEMETRY_IGNORE_BOTS). Every
-# page of the browser tests gets this one, through new_context().
-USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
-
-
-def new_context(browser, **options):
-    """A browser context whose pages present themselves as an ordinary Chrome (``USER_AGENT``)."""
-    return browser.new_context(user_agent=USER_AGENT, **options)
+# What a reader's desktop Chrome sends: the pages of the browser tests stand for readers.
+READER_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
+)
+CHROMIUM_ARGS = [*HEADLESS_ARGS, f"--user-agent={READER_USER_AGENT}"]
 
 
 def chromium_executable():
@@ -98,7 +94,28 @@ class PageServer:
         self._thread.join(5)
 
 
-def wait_for_lines(server, predicate, count=1, timeout=10.0, pause=time.sleep):
+@pytest.fixture(scope="module")
+def chromium_path():
+    """The Chromium to drive, checked before any server starts: without a browser there is nothing to run."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        browser_missing("the playwright package is not installed (pip install -r requirements.txt)")
+    executable = chromium_executable()
+    if executable is None:
+        browser_missing("no Chromium executable was found")
+    return executable
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The origin the textbook's pages come from (import the fixture into a test module to use it)."""
+    server = PageServer(tmp_path_factory.mktemp("site")).start()
+    yield server
+    server.stop()
+
+
+def wait_for_lines(server, predicate, count=1, timeout=5.0, pause=time.sleep):
     """The event lines on ``server``'s stdout that satisfy ``predicate``, once there are ``count`` of them.
 
     Playwright's sync API runs route handlers only inside its own calls: a
@@ -166,6 +183,11 @@ def batch_event_ids(requests):
     return [event.get("event_id") for request in requests for event in json.loads(request.post_data)["events"]]
 
 
+def new_context(browser, **options):
+    """A browser context whose pages present themselves as a reader's Chrome (``READER_USER_AGENT``)."""
+    return browser.new_context(user_agent=READER_USER_AGENT, **options)
+
+
 def launch_chromium(playwright, executable, bfcache=False):
     """Headless Chromium; ``bfcache`` keeps the back/forward cache that Playwright turns off by default."""
     return playwright.chromium.launch(
@@ -173,17 +195,6 @@ def launch_chromium(playwright, executable, bfcache=False):
         args=CHROMIUM_ARGS,
         ignore_default_args=["--disable-back-forward-cache"] if bfcache else None,
     )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def chromium_path():
-    """Checked before any server starts: without a browser there is nothing to run."""
-    if sync_playwright is None:
-        browser_missing("the playwright package is not installed (pip install -r requirements.txt)")
-    executable = chromium_executable()
-    if executable is None:
-        browser_missing("no Chromium executable was found")
-    return executable
 
 
 @pytest.fixture(scope="module")
@@ -200,14 +211,6 @@ def api(tmp_path_factory):
     later event's line is there, an earlier event that was sent would be there too."""
     with GunicornServer(tmp_path_factory.mktemp("api"), workers=1) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """The origin the textbook's pages come from."""
-    server = PageServer(tmp_path_factory.mktemp("site")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

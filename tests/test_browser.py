@@ -8,7 +8,7 @@ import pytest
 
 from browser_support import (  # noqa: F401 (fixtures: one browser and one page server per module)
     BLANK,
-    USER_AGENT,
+    READER_USER_AGENT,
     PageServer,
     browser,
     chromium_path,
@@ -24,7 +24,8 @@ from browser_support import (  # noqa: F401 (fixtures: one browser and one page 
 )
 from gunicorn_server import GunicornServer
 
-pytestmark = pytest.mark.gunicorn
+# Without a browser there is nothing to run: checked before any server starts.
+pytestmark = [pytest.mark.gunicorn, pytest.mark.usefixtures("chromium_path")]
 
 # Posts a body from the page and reads the answer, as a front end would.
 FETCH = """async ([url, contentType, body]) => {
@@ -90,7 +91,7 @@ def test_fetch_from_another_origin_is_accepted_and_emitted(page, api, site, cont
 
     assert reply["status"] == 202, reply
     assert reply["body"]["status"] == "accepted"
-    assert page.evaluate("() => navigator.userAgent") == USER_AGENT  # not HeadlessChrome: not a bot
+    assert page.evaluate("() => navigator.userAgent") == READER_USER_AGENT  # not HeadlessChrome: not a bot
     (line,) = wait_for_lines(api, marked(marker))
     assert line["event_id"] == reply["body"]["event_id"]
     assert line["payload"] == event["payload"]

@@ -18,7 +18,8 @@ from browser_support import (  # noqa: F401 (fixtures: one browser and one page 
     wait_for_lines,
 )
 
-pytestmark = pytest.mark.gunicorn
+# Without a browser there is nothing to run: checked before any server starts.
+pytestmark = [pytest.mark.gunicorn, pytest.mark.usefixtures("chromium_path")]
 
 TRACK = """(marker) => TextbookTelemetry.track("error_event", {error_type: "Demo", marker})"""
 FLUSH = "() => TextbookTelemetry.flush()"
