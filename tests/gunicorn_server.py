@@ -22,8 +22,10 @@ class GunicornServer:
     """Starts gunicorn (``wsgi:app`` unless told otherwise) on 127.0.0.1:0 and stops it by PID.
 
     Binding port 0 lets the kernel pick a free port; the port is read back
-    from gunicorn's "Listening at" line, so there is no race for it. Stdout
-    (the event stream) and stderr go to files in ``workdir`` unless
+    from gunicorn's "Listening at" line, so there is no race for it. Once
+    stopped, ``start`` binds that same port again (an API back after an
+    outage, at the address its clients know) and appends to the same stdout
+    file. Stdout (the event stream) and stderr go to files in ``workdir`` unless
     ``stdout`` names another target, e.g. a ``StdoutPipe``. The server is
     ready once ``ready_path`` gets an HTTP answer, whatever its status.
     Gunicorn runs in its own process group (led by the master), so workers a
@@ -56,14 +58,15 @@ class GunicornServer:
         """The command line that starts the server."""
         return [
             sys.executable, "-m", "gunicorn",
-            "--bind", "127.0.0.1:0",
+            "--bind", f"127.0.0.1:{self.port or 0}",
             "--no-control-socket",
             *self.options,
             self.app,
         ]
 
     def start(self):
-        stdout = self.stdout if self.stdout is not None else open(self.stdout_path, "wb")
+        restart = self.port is not None
+        stdout = self.stdout if self.stdout is not None else open(self.stdout_path, "ab" if restart else "wb")
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
                 self.command(),
@@ -76,6 +79,7 @@ class GunicornServer:
             )
         if self.stdout is None:
             stdout.close()
+        self._terminated = False
         self.port = self._wait_for_port()
         self._wait_until_serving()
         return self

@@ -6,24 +6,26 @@ import uuid
 
 import pytest
 
-from browser_support import (
-    CHROMIUM_ARGS,
+from browser_support import (  # noqa: F401 (fixtures: one browser and one page server per module)
+    BLANK,
+    READER_USER_AGENT,
     PageServer,
-    browser_missing,
-    chromium_executable,
+    browser,
+    chromium_path,
+    context,
     marked,
+    new_marker,
+    open_tracker,
+    page,
+    routes_answered,
+    site,
+    tracker_page,
     wait_for_lines,
 )
 from gunicorn_server import GunicornServer
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # judged by the browser fixture: a skip, or a failure on CI
-    sync_playwright = None
-
-pytestmark = pytest.mark.gunicorn
-
-BLANK = "<!doctype html><title>blank</title>"
+# Without a browser there is nothing to run: checked before any server starts.
+pytestmark = [pytest.mark.gunicorn, pytest.mark.usefixtures("chromium_path")]
 
 # Posts a body from the page and reads the answer, as a front end would.
 FETCH = """async ([url, contentType, body]) => {
@@ -47,13 +49,6 @@ addEventListener("pagehide", () => {{
 }});
 </script>"""
 
-TRACKER_PAGE = """<!doctype html><title>a chapter</title>
-<script defer src="{api}/api/telemetry/client.js"{attributes}></script>"""
-
-
-def new_marker():
-    return uuid.uuid4().hex
-
 
 def beacon_page(site, api, event, batch=None):
     html = BEACON_PAGE.format(
@@ -62,57 +57,11 @@ def beacon_page(site, api, event, batch=None):
     return site.page(f"beacon-{new_marker()}.html", html)
 
 
-def tracker_page(site, api, **attributes):
-    """A page that includes the tracker with ``data-*`` attributes (chapter_id="ch-3" -> data-chapter-id)."""
-    html = TRACKER_PAGE.format(
-        api=api.url,
-        attributes="".join(f' data-{name.replace("_", "-")}="{value}"' for name, value in attributes.items()),
-    )
-    return site.page(f"tracker-{new_marker()}.html", html)
-
-
-def routes_answered(page):
-    """A pause for ``wait_for_lines`` during which ``page``'s route handlers run."""
-    return lambda seconds: page.wait_for_timeout(seconds * 1000)
-
-
-def open_tracker(page, url):
-    page.goto(url)
-    page.wait_for_function("() => window.TextbookTelemetry")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def chromium_path():
-    """Checked before any server starts: without a browser there is nothing to run."""
-    if sync_playwright is None:
-        browser_missing("the playwright package is not installed (pip install -r requirements.txt)")
-    executable = chromium_executable()
-    if executable is None:
-        browser_missing("no Chromium executable was found")
-    return executable
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     """The API with its default CORS_ORIGINS, "*"."""
     with GunicornServer(tmp_path_factory.mktemp("api")) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """The origin the textbook's pages come from."""
-    server = PageServer(tmp_path_factory.mktemp("site")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -131,18 +80,6 @@ def strict_api(tmp_path_factory, site):
         yield server
 
 
-@pytest.fixture
-def context(browser):
-    context = browser.new_context()
-    yield context
-    context.close()
-
-
-@pytest.fixture
-def page(context):
-    return context.new_page()
-
-
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
 def test_fetch_from_another_origin_is_accepted_and_emitted(page, api, site, content_type):
     # application/json is preflighted; text/plain is a simple request, as a beacon is.
@@ -154,6 +91,7 @@ def test_fetch_from_another_origin_is_accepted_and_emitted(page, api, site, cont
 
     assert reply["status"] == 202, reply
     assert reply["body"]["status"] == "accepted"
+    assert page.evaluate("() => navigator.userAgent") == READER_USER_AGENT  # not HeadlessChrome: not a bot
     (line,) = wait_for_lines(api, marked(marker))
     assert line["event_id"] == reply["body"]["event_id"]
     assert line["payload"] == event["payload"]
@@ -267,6 +205,11 @@ def test_tracker_reports_the_visit_tracked_events_and_errors(page, api, site):
 )
 def test_tracker_sends_what_is_queued_when_the_page_is_left(context, api, site, init_script):
     context.add_init_script(init_script)
+    # The page's timers stand still: the tracker's first attempt never comes before the
+    # reader leaves, so it has no reason to think the API is failing (which would keep
+    # the queue in storage instead).
+    context.clock.install(time=time.time())
+    context.clock.pause_at(time.time() + 1)
     page = context.new_page()
     marker = new_marker()
     open_tracker(page, tracker_page(site, api, chapter_id=f"ch-{marker}"))
@@ -276,7 +219,7 @@ def test_tracker_sends_what_is_queued_when_the_page_is_left(context, api, site, 
         marker,
     )
 
-    page.goto(site.page("blank.html", BLANK))  # long before the tracker's own one-second timer
+    page.goto(site.page("blank.html", BLANK))  # before the tracker's own one-second timer
 
     lines = wait_for_lines(api, lambda line: marker in json.dumps(line["payload"]), count=3)
     assert sorted(line["event_type"] for line in lines) == ["chapter_visit", "error_event", "error_event"]
@@ -284,7 +227,8 @@ def test_tracker_sends_what_is_queued_when_the_page_is_left(context, api, site, 
     assert all(uuid.UUID(event_id).version == 4 for event_id in event_ids)
 
 
-def test_tracker_retries_a_5xx_after_retry_after_and_drops_a_4xx(page, api, site):
+@pytest.mark.parametrize("status", [503, 429])
+def test_tracker_retries_a_5xx_or_429_after_retry_after_and_drops_a_4xx(page, api, site, status):
     batch_url = f"{api.url}/api/telemetry/batch"
     requests = []  # (time, body) of every batch the tracker posted
     refusals = []  # the answers to give instead of the API's, in order
@@ -310,7 +254,7 @@ def test_tracker_retries_a_5xx_after_retry_after_and_drops_a_4xx(page, api, site
     open_tracker(page, tracker_page(site, api))  # no chapter: nothing is sent until tracked
     track = """(marker) => TextbookTelemetry.track("error_event", {error_type: "Demo", marker})"""
 
-    refusals.append(503)
+    refusals.append(status)  # S10: a 429 is waited out like a 503, never a reason to drop
     retried = new_marker()
     retried_id = page.evaluate(track, retried)
     page.evaluate("() => TextbookTelemetry.flush()")
