@@ -30,5 +30,7 @@ def _reply_only(block_type, body, query, schema, **content):
     )
 
 
+if not callable(getattr(ai_blocks, "_reply", None)):
+    raise RuntimeError("app.api.ai_blocks has no _reply to replace: make this baseline follow the blocks")
 ai_blocks._reply = _reply_only
 app = create_app()
