@@ -1,11 +1,11 @@
-"""HTTP benchmark: the telemetry routes and an AI block under gunicorn, against baselines."""
+"""HTTP benchmark: the telemetry routes and an AI block under gunicorn, against baselines in the same run."""
 
 import os
-import statistics
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
+import setups
 from gunicorn_server import REPO_ROOT, GunicornServer
 from load_client import run_load, run_python
 
@@ -14,49 +14,27 @@ WORKERS = 2
 # The last events of a memory checkpoint are sent by the Python client, which can stop at a count.
 _EXACT_TAIL = 2000
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-EVENT_BODY = {"event_type": "chapter_visit", "payload": {"user_id": "u-42", "chapter_id": "ch-3"}}
-BATCH_EVENTS = 50
-BATCH_BODY = {"events": [EVENT_BODY] * BATCH_EVENTS}
-QUESTION_BODY = {"chapter_id": "ch-3", "section_id": "s-1", "question": "Why is the sky blue?"}
-
-# name: (gunicorn app, extra environment). Every server runs as in production:
-# the same gunicorn settings (backend/gunicorn.conf.py) and its own empty
-# PROMETHEUS_MULTIPROC_DIR; events go to its stdout, a file.
-SERVERS = {
-    "app": ("wsgi:app", {}),
-    "app-metrics-off": ("metrics_off:app", {}),
-    "app-telemetry-off": ("wsgi:app", {"FLASK_TELEMETRY_ENABLED": "false"}),
-    "minimal-flask": ("minimal_flask:app", {}),
-}
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One load: which server, which route, which body, and the event lines each request must write."""
-
-    server: str
-    path: str
-    body: dict
-    events: int = 1
-
-
-VARIANTS = {
-    "telemetry route": Variant("app", "/api/telemetry/log", EVENT_BODY),
-    "minimal Flask": Variant("minimal-flask", "/api/telemetry/log", EVENT_BODY, events=0),
-    "telemetry route, metrics off": Variant("app-metrics-off", "/api/telemetry/log", EVENT_BODY),
-    f"batch route, {BATCH_EVENTS} events": Variant("app", "/api/telemetry/batch", BATCH_BODY, BATCH_EVENTS),
-    "AI block, telemetry on": Variant("app", "/api/ai/ask-question", QUESTION_BODY),
-    "AI block, telemetry off": Variant("app-telemetry-off", "/api/ai/ask-question", QUESTION_BODY, events=0),
-}
 
 # Each pair runs back to back, A then B, and B then A the next round, so a
 # drift in the machine's load between the two runs cancels out over the rounds.
 PAIRS = (
-    ("telemetry route", "minimal Flask"),
-    ("telemetry route", "telemetry route, metrics off"),
-    (f"batch route, {BATCH_EVENTS} events", "telemetry route"),
-    ("AI block, telemetry on", "AI block, telemetry off"),
+    ("AI block", "AI block, no event"),
+    ("AI block, scrubbing off", "AI block, no event"),
+    (setups.BATCH_NAME, "minimal Flask"),
+    (f"{setups.BATCH_NAME}, scrubbing off", "minimal Flask"),
+    ("/log", "minimal Flask"),
+    ("/log", "/log, limiter off"),
+    ("/log, limiter on Redis", "/log, limiter off"),
 )
+
+
+def pairs(redis):
+    """The pairs this run measures: those on Redis only with a redis-server."""
+    return tuple(pair for pair in PAIRS if redis or not any(_app(name).uses_redis() for name in pair))
+
+
+def _app(name):
+    return setups.APPS[setups.VARIANTS[name].app]
 
 
 def start_server(workdir, app, env=None, workers=WORKERS):
@@ -71,28 +49,37 @@ def start_server(workdir, app, env=None, workers=WORKERS):
         workers=workers,
         env={"PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"), **(env or {})},
         app=app,
-        ready_path="/api/telemetry/log",
+        ready_path=setups.LOG.path,
     ).start()
 
 
-def measure(workdir, rounds, seconds, connections, progress=print):
+def measure(workdir, rounds, seconds, connections, redis=None, progress=print):
     """Run every pair ``rounds`` times, back to back, the order reversed every other round.
 
-    Returns {pair: {variant name: [LoadResult per round]}}; each result's
-    ``events_missing`` says how many event lines its requests should have
-    written and did not (from the server's stdout file).
+    Returns ({pair: {variant name: [LoadResult per round]}}, [warnings]); each
+    result's ``events_missing`` says how many event lines its requests should
+    have written and did not (from the server's stdout file). Before the
+    rounds, each server is checked for the settings it was started with
+    (the limiter's storage, the bot check, scrubbing), so that a run whose
+    settings were not honoured says so.
     """
-    results = {pair: {name: [] for name in pair} for pair in PAIRS}
+    measured = pairs(redis)
+    results = {pair: {name: [] for name in pair} for pair in measured}
+    names = list(dict.fromkeys(name for pair in measured for name in pair))
+    warnings = []
     with ExitStack() as stack:
         servers = {}
-        for name, (app, env) in SERVERS.items():
-            server = start_server(Path(workdir) / name, app, env)
+        for app_name in dict.fromkeys(setups.VARIANTS[name].app for name in names):
+            app = setups.APPS[app_name]
+            env = app.environment(redis.url if redis else None)
+            server = start_server(Path(workdir) / _slug(app_name), f"{app.module}:app", env)
             stack.callback(server.stop)
-            servers[name] = server
-        for name in VARIANTS:  # warm-up: imports done, code paths hot
+            servers[app_name] = server
+            warnings.extend(f"{app_name}: {problem}" for problem in check_settings(server, app))
+        for name in names:  # warm-up: imports done, code paths hot
             _load(servers, name, 1, connections)
         for round_number in range(rounds):
-            for pair in PAIRS:
+            for pair in measured:
                 for name in pair if round_number % 2 == 0 else pair[::-1]:
                     result = _load(servers, name, seconds, connections)
                     results[pair][name].append(result)
@@ -101,16 +88,54 @@ def measure(workdir, rounds, seconds, connections, progress=print):
                         f"  p50 {result.p50_ms:5.2f} ms  p99 {result.p99_ms:6.2f} ms"
                         f"  CPU {result.cpu_us:5.0f} µs/req  errors {result.errors + result.events_missing}"
                     )
-    return results
+        if redis and "app, limiter on Redis" in servers:
+            before = redis.commands_processed()
+            sent = _load(servers, "/log, limiter on Redis", 1, connections).requests
+            if redis.commands_processed() - before < sent:
+                warnings.append("app, limiter on Redis: its requests did not reach Redis")
+    return results, warnings
+
+
+def check_settings(server, app):
+    """What a server that should run ``app``'s settings does otherwise, in words (empty: all honoured)."""
+    if app.module == "minimal_flask":
+        return []
+    settings = app.settings
+    problems = []
+    _, _, health = server.request("GET", "/api/telemetry/health")
+    limiter = health.get("rate_limiter")
+    if limiter is None:
+        problems.append("health names no rate_limiter (the app has none)")
+    elif settings.get("TELEMETRY_RATE_LIMIT") != "off" and limiter != "ok":
+        problems.append(f"health says rate_limiter {limiter!r}, not 'ok'")
+    probe = {"event_type": "chapter_visit", "payload": {"chapter_id": "ch-3", "note": "reader@example.org"}}
+    status, _, reply = server.request("POST", setups.LOG.path, probe, {"User-Agent": setups.BOT_USER_AGENT})
+    if settings.get("TELEMETRY_IGNORE_BOTS") and (status, (reply or {}).get("status")) != (200, "ignored"):
+        problems.append(f"a Googlebot request was answered {status}, not 200 ignored (no bot check)")
+    server.request("POST", setups.LOG.path, probe, setups.HEADERS)
+    last = _last_line(server.stdout_path)
+    scrubbed = "reader@example.org" not in last
+    if scrubbed != bool(settings.get("TELEMETRY_SCRUB_VALUES")):
+        problems.append(f"an e-mail address in a payload was {'' if scrubbed else 'not '}scrubbed")
+    return problems
+
+
+def _last_line(path):
+    lines = Path(path).read_bytes().splitlines()
+    return lines[-1].decode() if lines else ""
+
+
+def _slug(text):
+    return "".join(character if character.isalnum() else "-" for character in text.lower())
 
 
 def _load(servers, name, seconds, connections):
-    variant = VARIANTS[name]
-    server = servers[variant.server]
+    variant = setups.VARIANTS[name]
+    server = servers[variant.app]
     workers = _children(server.process.pid)
     lines_before = _line_count(server.stdout_path)
     cpu_before = _cpu_seconds(workers)
-    result = run_load(server.url + variant.path, variant.body, seconds, connections)
+    result = run_load(server.url + variant.route.path, variant.route.body, seconds, connections)
     # CPU time is far less sensitive than req/s to other processes sharing the cores.
     cpu = (_cpu_seconds(workers) - cpu_before) / max(result.requests, 1)
     # A 202 must mean written: every counted request's events are on the stream.
@@ -135,30 +160,45 @@ def _cpu_seconds(pids):
     return ticks / _CLOCK_TICKS
 
 
-def paired_ratios(results, attribute, numerator, denominator):
+def paired_ratios(results, attribute, numerator, denominator, denominator_attribute=None):
     """Per-round ratios of two variants of one pair, measured back to back."""
-    runs = results[(numerator, denominator)] if (numerator, denominator) in results else results[
-        (denominator, numerator)
+    runs = _pair(results, numerator, denominator)
+    return [
+        getattr(top, attribute) / getattr(bottom, denominator_attribute or attribute)
+        for top, bottom in zip(runs[numerator], runs[denominator])
     ]
-    return [getattr(top, attribute) / getattr(bottom, attribute) for top, bottom in zip(runs[numerator], runs[denominator])]
+
+
+def paired_differences(results, attribute, minuend, subtrahend):
+    """Per-round differences of two variants of one pair, measured back to back."""
+    runs = _pair(results, minuend, subtrahend)
+    return [
+        getattr(top, attribute) - getattr(bottom, attribute)
+        for top, bottom in zip(runs[minuend], runs[subtrahend])
+    ]
+
+
+def _pair(results, first, second):
+    return results[(first, second)] if (first, second) in results else results[(second, first)]
 
 
 def by_variant(results):
     """{variant name: every LoadResult of it, over all pairs and rounds}."""
-    merged = {name: [] for name in VARIANTS}
+    merged = {}
     for runs in results.values():
         for name, loads in runs.items():
-            merged[name].extend(loads)
+            merged.setdefault(name, []).extend(loads)
     return merged
 
 
 def measure_memory(workdir, checkpoints, connections, progress=print):
     """Resident memory of one worker after each number of events in ``checkpoints``.
 
-    One worker, so that it alone has handled every event; its own health
-    counter gives the count. Returns [(events logged, RSS in MB)].
+    One worker of the production app, so that it alone has handled every
+    event; its own health counter gives the count. Returns [(events logged, RSS in MB)].
     """
-    server = start_server(Path(workdir) / "memory", "wsgi:app", workers=1)
+    app = setups.APPS["app"]
+    server = start_server(Path(workdir) / "memory", f"{app.module}:app", app.environment(), workers=1)
     url = server.url + "/api/telemetry/log"
     try:
         (worker,) = _children(server.process.pid)
@@ -171,16 +211,16 @@ def measure_memory(workdir, checkpoints, connections, progress=print):
             # overshoot the target.
             while target - logged > _EXACT_TAIL:
                 if rate is None:
-                    rate = run_load(url, EVENT_BODY, 1, connections).rps
+                    rate = run_load(url, setups.EVENT_BODY, 1, connections).rps
                     logged = _events_logged(server)
                     continue
                 seconds = int((target - logged - _EXACT_TAIL) / rate)
                 if seconds < 1:
                     break
-                run_load(url, EVENT_BODY, min(seconds, 30), connections)
+                run_load(url, setups.EVENT_BODY, min(seconds, 30), connections)
                 logged = _events_logged(server)
             if target > logged:
-                run_python(url, EVENT_BODY, 600, connections, limit=target - logged)
+                run_python(url, setups.EVENT_BODY, 600, connections, limit=target - logged)
                 logged = _events_logged(server)
             rss = _rss_mb(worker)
             readings.append((logged, rss))

@@ -1,13 +1,17 @@
-"""Instructions per request, counted by valgrind's callgrind: the same count on every run, busy machine or not.
+"""Instructions per request, counted by valgrind's callgrind: the same count on every run, busy or not.
 
 Timings on a shared two-core VM move by ±15 % between rounds, more than
-some of the costs the targets bound (metrics: 3 %). Callgrind counts the
-instructions a process executes instead. Each variant runs in process (the
-app's ``wsgi_app``, no gunicorn, no sockets) for two request counts; the
-difference divided by the difference in requests is the cost of one request,
-start-up excluded. Run alone with ``python tests/benchmarks/instructions.py``.
+some of the costs the targets bound (the rate limiter's 5 %). Callgrind
+counts the instructions a process executes instead. The variants run in
+process (the app's ``wsgi_app``, no gunicorn, no sockets), those of one module
+in one child under callgrind, one after the other: each is built, warmed up,
+then its requests are counted between two dumps (``callgrind_control -d``),
+so start-up and first-request costs stay out of the count. A limiter on
+Redis counts this process's side only (redis-py and ``limits``); the server
+runs outside valgrind. Run alone with ``python tests/benchmarks/instructions.py``.
 """
 
+import gc
 import io
 import json
 import os
@@ -16,74 +20,254 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
-COUNTS = (100, 600)
-EVENT_BODY = {"event_type": "chapter_visit", "payload": {"user_id": "u-42", "chapter_id": "ch-3"}}
-QUESTION_BODY = {"chapter_id": "ch-3", "section_id": "s-1", "question": "Why is the sky blue?"}
+sys.path[:0] = [str(REPO_ROOT / "backend"), str(HERE)]
 
-# name: (module whose ``app`` serves, path, body, extra environment)
-VARIANTS = {
-    "telemetry route": ("wsgi", "/api/telemetry/log", EVENT_BODY, {}),
-    "telemetry route, metrics off": ("metrics_off", "/api/telemetry/log", EVENT_BODY, {}),
-    "minimal Flask": ("minimal_flask", "/api/telemetry/log", EVENT_BODY, {}),
-    "AI block, telemetry on": ("wsgi", "/api/ai/ask-question", QUESTION_BODY, {}),
-    "AI block, telemetry off": ("wsgi", "/api/ai/ask-question", QUESTION_BODY, {"FLASK_TELEMETRY_ENABLED": "false"}),
-}
-_COLLECTED = re.compile(r"Collected : (\d+)")
+import setups  # noqa: E402
+
+# Requests warmed up, then counted, per variant; a batch carries 50 events, so fewer of them.
+FULL_COUNTS = {"request": (30, 300), "batch": (4, 30)}
+QUICK_COUNTS = {"request": (20, 60), "batch": (3, 8)}
+_WARM_PASSES = 2
+_EVENTS_LOG = "FLASK_TELEMETRY_EVENTS_LOG"
+_TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
 
 
 def available():
-    return shutil.which("valgrind") is not None
+    return shutil.which("valgrind") is not None and shutil.which("callgrind_control") is not None
 
 
-def measure(workdir):
-    """Instructions per request of every variant, as production runs it (metrics in multiprocess mode)."""
-    return {name: _per_request(Path(workdir), name, *variant) for name, variant in VARIANTS.items()}
+def measure(workdir, names=None, redis=None, counts=FULL_COUNTS, progress=print):
+    """Instructions per request of every variant in ``names`` (default: all), as production runs them.
+
+    Returns ({variant: instructions per request}, [health reply per variant], [warnings]).
+    Metrics run in multiprocess mode, as under gunicorn.
+    """
+    workdir = Path(workdir)
+    names = [name for name in (names or setups.VARIANTS) if redis or not _app(name).uses_redis()]
+    # One child per module: the production app's settings are read per app built; the
+    # other modules patch the app package as they are imported.
+    groups = {}
+    for name in names:
+        module = _app(name).module
+        groups.setdefault(module if module == "wsgi" else name, []).append(name)
+    counted, healths, warnings = {}, {}, []
+    for key, group in groups.items():
+        found, health, notes = _run_child(workdir / _slug(key), group, redis, counts, progress)
+        counted.update(found)
+        healths.update(health)
+        warnings.extend(notes)
+    return {name: counted[name] for name in names}, healths, warnings
 
 
-def _per_request(workdir, name, module, path, body, env):
-    counts = []
-    for requests in COUNTS:
-        metrics_dir = tempfile.mkdtemp(dir=workdir)
-        environment = {
-            **{key: value for key, value in os.environ.items() if not key.startswith("FLASK_")},
-            "FLASK_TELEMETRY_EVENTS_LOG": str(workdir / f"{name}.jsonl"),
-            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
-            # The same dict layouts and set orders on every run.
-            "PYTHONHASHSEED": "0",
-            **env,
-        }
-        command = [
-            "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-            # The venv's own interpreter path, so that it finds the venv's packages.
-            sys.executable, __file__, "--child", module, path, json.dumps(body), str(requests),
-        ]
-        done = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, check=True)
-        counts.append(int(_COLLECTED.search(done.stderr).group(1)))
-    return (counts[1] - counts[0]) / (COUNTS[1] - COUNTS[0])
+def _app(name):
+    return setups.APPS[setups.VARIANTS[name].app]
 
 
-def _serve(module, path, body, requests):
-    """The child: ``requests`` POSTs of ``body`` to ``path`` through the app's WSGI callable."""
-    sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "backend"), str(HERE)]
-    app = __import__(module).app
-    data = body.encode()
-    environ = {
-        "REQUEST_METHOD": "POST", "PATH_INFO": path, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
-        "wsgi.url_scheme": "http", "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(data)),
+def _slug(text):
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _run_child(workdir, names, redis, counts, progress):
+    workdir.mkdir(parents=True)
+    plan = []
+    for name in names:
+        variant = setups.VARIANTS[name]
+        warm, count = counts["batch" if variant.route is setups.BATCH else "request"]
+        plan.append({
+            "name": name, "module": _app(name).module,
+            "env": _app(name).environment(redis.url if redis else None),
+            "path": variant.route.path, "body": variant.route.body, "status": variant.route.status,
+            "warm": warm, "count": count,
+        })
+    environment = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("FLASK_")},
+        _EVENTS_LOG: str(workdir / "events.jsonl"),
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
+        # The same dict layouts and set orders on every run.
+        "PYTHONHASHSEED": "0",
     }
-    for _ in range(requests):
-        answer = app.wsgi_app({**environ, "wsgi.input": io.BytesIO(data)}, lambda status, headers, exc=None: None)
-        b"".join(answer)
+    (workdir / "prometheus").mkdir()
+    output = workdir / "callgrind.out"
+    command = [
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={output}",
+        # The venv's own interpreter path, so that it finds the venv's packages.
+        sys.executable, __file__, "--child", json.dumps(plan),
+    ]
+    child = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=open(workdir / "valgrind.log", "wb"), text=True,
+    )
+    counted, healths, warnings = {}, {}, []
+    dumps = 0
+    try:
+        for step in plan:
+            name = step["name"]
+            uses_redis = _app(name).uses_redis()
+            _expect(child, "ready", workdir)  # built and warmed up
+            dumps = _dump(child, dumps)
+            redis_before = redis.commands_processed() if uses_redis else 0
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            _expect(child, "ready", workdir)  # the counted requests are done
+            dumps = _dump(child, dumps)
+            instructions = _totals(output, dumps)
+            counted[name] = instructions / step["count"]
+            if uses_redis:
+                # Two INFO commands of ours are counted too.
+                used = redis.commands_processed() - redis_before - 2
+                if used < step["count"]:
+                    warnings.append(f"{name}: Redis executed {used} commands for {step['count']} requests: "
+                                    "the limiter did not count there")
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            reply = json.loads(_expect(child, "health", workdir))
+            healths[name] = reply["health"]
+            if reply["threads"]:
+                # limits' memory storage restarts its expiry timer every 10 ms of wall time while hits
+                # arrive; under valgrind a request takes longer than that, so the count holds about
+                # one restart a request where a worker at full speed has one per several requests.
+                warnings.append(
+                    f"{name}: {reply['threads']} threads started during its {step['count']} counted requests "
+                    "(a timer that follows the clock: its share is overstated here)"
+                )
+            expected = (_WARM_PASSES * step["warm"] + step["count"]) * setups.VARIANTS[name].events
+            if healths[name] and healths[name]["events_logged"] != expected:
+                warnings.append(f"{name}: {healths[name]['events_logged']} events logged, not {expected}")
+            progress(f"  {name:<36} {counted[name]:>12,.0f} instructions per request")
+        _expect(child, "done", workdir)
+        child.stdin.close()
+        if child.wait(120) != 0:
+            raise RuntimeError(f"the callgrind child failed; see {workdir / 'valgrind.log'}")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return counted, healths, warnings
+
+
+def _expect(child, word, workdir):
+    line = child.stdout.readline()
+    if not line.startswith(word):
+        child.kill()
+        log = (workdir / "valgrind.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"the callgrind child said {line!r}, not {word!r}:\n{log}")
+    return line[len(word):].strip()
+
+
+def _dump(child, dumps):
+    command = ["callgrind_control", "--dump", str(child.pid)]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    return dumps + 1
+
+
+def _totals(output, dump):
+    text = Path(f"{output}.{dump}").read_text()
+    return int(_TOTALS.search(text).group(1))
+
+
+def _serve(plan):
+    """The child: build every variant's app and warm them all up, then serve each one's counted requests.
+
+    All are warmed before any is counted: the interpreter's specialisation of
+    shared code settles over the first few thousand calls, and would
+    otherwise make whichever variant runs later look cheaper.
+    """
+    sys.path[:0] = [str(REPO_ROOT)]
+    senders = []
+    for step in plan:
+        for key in [key for key in os.environ if key.startswith("FLASK_") and key != _EVENTS_LOG]:
+            del os.environ[key]
+        os.environ.update(step["env"])
+        if step["module"] == "wsgi":
+            from app import create_app
+
+            app = create_app()  # what wsgi.py does, once per setting
+        else:
+            app = __import__(step["module"]).app
+        senders.append((app, _sender(app, step["path"], step["body"], step["status"])))
+    for _ in range(_WARM_PASSES):
+        for step, (app, send) in zip(plan, senders):
+            for _ in range(step["warm"]):
+                send()
+    # What start-up and the warm-up left on the heap is frozen, out of the collector's way.
+    gc.collect()
+    gc.freeze()
+    started = _count_thread_starts()
+    for step, (app, send) in zip(plan, senders):
+        _handshake("ready")
+        before = started[0]
+        for _ in range(step["count"]):
+            send()
+        threads = started[0] - before
+        _handshake("ready")
+        health = None
+        if "/api/telemetry/health" in {rule.rule for rule in app.url_map.iter_rules()}:
+            health = _call(app, "GET", "/api/telemetry/health", b"")[1]
+        print("health", json.dumps({"threads": threads, "health": json.loads(health) if health else None}),
+              flush=True)
+    print("done", flush=True)
+
+
+def _count_thread_starts():
+    """A counter of threads started from now on: timers whose restarts follow the clock, not the requests."""
+    started = [0]
+    start = threading.Thread.start
+
+    def counting_start(thread):
+        started[0] += 1
+        return start(thread)
+
+    threading.Thread.start = counting_start
+    return started
+
+
+def _sender(app, path, body, status):
+    data = json.dumps(body).encode()
+
+    def send():
+        answer, reply = _call(app, "POST", path, data)
+        if answer != status:
+            raise SystemExit(f"POST {path} answered {answer}, not {status}: {reply[:500]!r}")
+
+    return send
+
+
+def _call(app, method, path, data):
+    environ = {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": setups.CLIENT_ADDRESS, "wsgi.url_scheme": "http",
+        "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(data)), "wsgi.input": io.BytesIO(data),
+        **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in setups.HEADERS.items()},
+    }
+    statuses = []
+    answer = app.wsgi_app(environ, lambda status, headers, exc_info=None: statuses.append(int(status[:3])))
+    reply = b"".join(answer)
+    getattr(answer, "close", lambda: None)()
+    return statuses[0], reply
+
+
+def _handshake(word):
+    print(word, flush=True)
+    sys.stdin.readline()
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
-        _serve(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        _serve(json.loads(sys.argv[2]))
     else:
+        from redis_process import RedisProcess
+
         with tempfile.TemporaryDirectory(prefix="telemetry-instructions-") as workdir:
-            for variant, instructions in measure(workdir).items():
-                print(f"{variant:30} {instructions:>12,.0f} instructions per request")
+            redis = RedisProcess(Path(workdir) / "redis").start() if shutil.which("redis-server") else None
+            try:
+                counted, _, warnings = measure(workdir, redis=redis)
+            finally:
+                if redis:
+                    redis.stop()
+            for warning in warnings:
+                print("WARNING:", warning)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import setups
+
 POST_SCRIPT = Path(__file__).with_name("post.lua")
 WRK_INSTALL = "apt-get install -y wrk"
-USER_HEADER = {"X-User-Id": "bench-user"}
 _WRK_RESULT = re.compile(
     r"WRK_RESULT requests=(\d+) duration_us=(\d+) errors=(\d+) p50_us=(\d+) p99_us=(\d+)"
 )
@@ -57,7 +58,10 @@ def run_load(url, body, seconds, connections):
 
 
 def _run_wrk(url, body, seconds, connections):
-    env = {**os.environ, "WRK_BODY": json.dumps(body)}
+    env = {
+        **os.environ, "WRK_BODY": json.dumps(body),
+        "WRK_USER_AGENT": setups.HEADERS["User-Agent"], "WRK_USER_ID": setups.HEADERS["X-User-Id"],
+    }
     command = [
         "wrk", "--threads", "1", "--connections", str(connections), "--duration", f"{seconds}s",
         "--timeout", "10s", "--script", str(POST_SCRIPT), url,
@@ -79,7 +83,7 @@ def run_python(url, body, seconds, connections, limit=0):
     """
     parts = urlsplit(url)
     data = json.dumps(body).encode()
-    headers = {"Content-Type": "application/json", **USER_HEADER}
+    headers = {"Content-Type": "application/json", **setups.HEADERS}
     tickets = itertools.count()  # next() on it is atomic, so threads share the limit
     latencies = [[] for _ in range(connections)]
     errors = [0] * connections

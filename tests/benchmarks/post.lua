@@ -1,9 +1,11 @@
--- wrk script: POST the JSON body in $WRK_BODY to the URL's path and print one
+-- wrk script: POST the JSON body in $WRK_BODY to the URL's path with the
+-- User-Agent and X-User-Id in $WRK_USER_AGENT and $WRK_USER_ID, and print one
 -- result line that run.py parses (wrk's own report has no machine format).
 wrk.method = "POST"
 wrk.body = os.getenv("WRK_BODY")
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["X-User-Id"] = "bench-user"
+wrk.headers["User-Agent"] = os.getenv("WRK_USER_AGENT")
+wrk.headers["X-User-Id"] = os.getenv("WRK_USER_ID")
 
 function done(summary, latency, requests)
   local errors = summary.errors

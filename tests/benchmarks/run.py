@@ -1,11 +1,16 @@
-"""Telemetry benchmarks against same-run baselines; run ``python tests/benchmarks/run.py [--quick]``."""
+"""Telemetry's speed targets against same-run baselines: ``tests/benchmarks/run.py [--quick] [--readme]``."""
 
 import argparse
 import os
 import platform
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,21 +20,31 @@ REPO_ROOT = HERE.parent.parent
 sys.path[:0] = [str(REPO_ROOT / "backend"), str(REPO_ROOT / "tests"), str(HERE)]
 
 import http_bench  # noqa: E402
-import in_process  # noqa: E402
 import instructions  # noqa: E402
+import setups  # noqa: E402
 from load_client import WRK_INSTALL, wrk_available  # noqa: E402
+from redis_process import RedisProcess  # noqa: E402
 
-FULL = {"calls": 200_000, "blocks": 10, "rounds": 10, "seconds": 3, "memory": (1_000, 100_000)}
-QUICK = {"calls": 20_000, "blocks": 4, "rounds": 2, "seconds": 2, "memory": (1_000, 10_000)}
+FULL = {"rounds": 10, "seconds": 3, "memory": (1_000, 101_000), "counts": instructions.FULL_COUNTS}
+QUICK = {"rounds": 2, "seconds": 2, "memory": (1_000, 11_000), "counts": instructions.QUICK_COUNTS}
 CONNECTIONS = 4
+README = REPO_ROOT / "README.md"
+README_START = "<!-- benchmark results: start (written by tests/benchmarks/run.py --readme) -->"
+README_END = "<!-- benchmark results: end -->"
+BATCH = setups.BATCH_NAME
+BATCH_OFF = f"{BATCH}, scrubbing off"
 
 
 def main(argv=None):
     """Run every benchmark, print the tables, then one ``name=value`` line per result."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a short, noisier run (under a minute)")
-    settings = QUICK if parser.parse_args(argv).quick else FULL
-    print(_machine_line())
+    parser.add_argument("--quick", action="store_true", help="a short, noisier run (about five minutes)")
+    parser.add_argument("--readme", action="store_true", help="write the results into README.md")
+    options = parser.parse_args(argv)
+    settings = QUICK if options.quick else FULL
+    started = time.monotonic()
+    machine = _machine_line()
+    print(machine)
     if wrk_available():
         client = f"wrk 1 thread, {CONNECTIONS} connections"
     else:
@@ -38,46 +53,76 @@ def main(argv=None):
         print("load client, which is slower and shares the cores with the servers: ratios stay")
         print("comparable, absolute rates drop.")
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="telemetry-bench-") as workdir:
+    warnings = []
+    with tempfile.TemporaryDirectory(prefix="telemetry-bench-") as workdir, ExitStack() as stack:
         workdir = Path(workdir)
-        print(f"\n(a) in-process, {settings['calls']:,} calls each, {settings['blocks']} alternating blocks")
-        (workdir / "in-process").mkdir()
-        in_process_costs = in_process.measure(workdir / "in-process", settings["calls"], settings["blocks"])
-        print(f"\n(b) HTTP, gunicorn {http_bench.WORKERS} sync workers each, {client}, "
-              f"{settings['rounds']} rounds of {len(http_bench.PAIRS)} pairs, {settings['seconds']} s per run")
-        http = http_bench.measure(workdir, settings["rounds"], settings["seconds"], CONNECTIONS)
-        print(f"\n(c) memory of one worker after {' and '.join(f'{n:,}' for n in settings['memory'])} events")
+        redis = None
+        if shutil.which("redis-server"):
+            redis = RedisProcess(workdir / "redis").start()
+            stack.callback(redis.stop)
+        else:
+            warnings.append("redis-server is not installed (apt-get install -y redis-server): no Redis rows")
+        pairs = http_bench.pairs(redis)
+        print(f"\n(a) HTTP, gunicorn {http_bench.WORKERS} sync workers each, {client}, "
+              f"{settings['rounds']} rounds of {len(pairs)} pairs, {settings['seconds']} s per run")
+        http, notes = http_bench.measure(workdir, settings["rounds"], settings["seconds"], CONNECTIONS, redis)
+        warnings.extend(notes)
+        print(f"  ({_minutes(started)})")
+        print(f"\n(b) memory of one worker after {' and '.join(f'{n:,}' for n in settings['memory'])} events")
         memory = http_bench.measure_memory(workdir, settings["memory"], CONNECTIONS)
+        print(f"  ({_minutes(started)})")
         counted = {}
         if instructions.available():
-            print(f"\n(d) instructions per request in process (valgrind callgrind), {instructions.COUNTS} requests")
-            counted = instructions.measure(workdir)
+            print("\n(c) instructions per request in process (valgrind callgrind)")
+            counted, _, notes = instructions.measure(
+                workdir / "instructions", redis=redis, counts=settings["counts"]
+            )
+            warnings.extend(notes)
+            print(f"  ({_minutes(started)})")
         else:
-            print("\n(d) skipped: valgrind is not installed (apt-get install -y valgrind)")
+            warnings.append("valgrind is not installed (apt-get install -y valgrind): no instruction counts")
     load_after = os.getloadavg()[0]
-    results = _results(in_process_costs, http, memory, counted)
+    minutes = (time.monotonic() - started) / 60
+    targets, costs, figures = _targets(http, memory, counted), _costs(http, counted), _figures(http)
+    loads = [result for runs in http.values() for results in runs.values() for result in results]
+    errors = sum(result.errors for result in loads)
+    if errors:
+        warnings.append(f"{errors} requests failed; their runs do not measure the routes' normal path")
+    missing = sum(result.events_missing for result in loads)
+    if missing:
+        warnings.append(f"{missing} event lines missing from (or extra on) the servers' streams")
     print()
     _print_http_table(http)
-    print()
-    _print_in_process_table(in_process_costs)
     print()
     if counted:
         _print_instructions_table(counted)
         print()
-    _print_targets(results, memory)
-    print(f"\nload average (1 min): {load_before:.2f} before, {load_after:.2f} after; client: {client}")
-    loads = [result for runs in http.values() for results in runs.values() for result in results]
-    errors = sum(result.errors for result in loads)
-    if errors:
-        print(f"WARNING: {errors} requests failed; their runs do not measure the routes' normal path")
-    missing = sum(result.events_missing for result in loads)
-    if missing:
-        print(f"WARNING: {missing} event lines missing from (or extra on) the servers' streams")
-    for name, (value, _, _) in results.items():
-        print(f"{name}={value:.2f}" if isinstance(value, float) else f"{name}={value}")
-    held = sum(holds for _, _, holds in results.values() if holds is not None)
-    print(f"targets_met={held}/{sum(holds is not None for _, _, holds in results.values())}")
-    return 1 if errors or missing else 0
+    run_line = (
+        f"{machine}; gunicorn {http_bench.WORKERS} sync workers (`backend/gunicorn.conf.py`, "
+        f"`PROMETHEUS_MULTIPROC_DIR` set); {client}; {settings['rounds']} rounds of {settings['seconds']} s"
+        f"{'' if counted else '; no valgrind'}; "
+        f"load average {load_before:.2f} before, {load_after:.2f} after; "
+        f"{minutes:.0f} minutes{' (--quick)' if options.quick else ''}."
+    )
+    block = _results_block(run_line, targets, costs, figures, memory, warnings)
+    print(block)
+    for warning in warnings:
+        print(f"WARNING: {warning}")
+    for name, row in {**targets, **costs, **figures}.items():
+        for key, value in row.values.items():
+            if isinstance(value, float):
+                print(f"{name}{key}={value:.4g}")
+    held = [row.holds for row in targets.values() if row.holds is not None]
+    print(f"targets_met={sum(held)}/{len(held)}")
+    print(f"minutes={minutes:.1f}")
+    if options.readme:
+        _write_readme(block)
+        print(f"wrote the results into {README}")
+    return 1 if warnings else 0
+
+
+def _minutes(started):
+    return f"{(time.monotonic() - started) / 60:.1f} minutes since the start"
 
 
 def _machine_line():
@@ -88,62 +133,229 @@ def _machine_line():
     except (OSError, StopIteration):
         pass
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    python = platform.python_version()
-    return f"{now}; {os.cpu_count()} CPUs ({model}); Python {python}; {platform.platform()}"
+    versions = [f"Python {platform.python_version()}"]
+    for name, command, pattern in (
+        ("gunicorn", [sys.executable, "-m", "gunicorn", "--version"], r"(\d+\.\d+\.\d+)"),
+        ("wrk", ["wrk", "--version"], r"wrk (\d+\.\d+\.\d+)"),
+        ("valgrind", ["valgrind", "--version"], r"valgrind-(\d+\.\d+)"),
+        ("Redis", ["redis-server", "--version"], r"v=(\d+\.\d+\.\d+)"),
+    ):
+        version = _version(command, pattern)
+        if version:
+            versions.append(f"{name} {version}")
+    return f"{now}; {os.cpu_count()} CPUs ({model}); {platform.platform()}; {', '.join(versions)}"
 
 
-def _results(in_process_costs, http, memory, counted):
-    """name: (value, per-round range, whether its target holds or None where there is none)."""
-    logged, baseline = in_process_costs["log"], in_process_costs["baseline"]
+def _version(command, pattern):
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except OSError:
+        return None
+    match = re.search(pattern, done.stdout + done.stderr)
+    return match.group(1) if match else None
 
-    def paired(attribute, numerator, denominator, holds=None):
-        ratios = http_bench.paired_ratios(http, attribute, numerator, denominator)
-        value = statistics.median(ratios)
-        return value, _spread(ratios), None if holds is None else holds(value)
 
-    log_ratio = logged.median_us / baseline.median_us
-    block_ratios = [a / b for a, b in zip(logged.block_medians_us, baseline.block_medians_us)]
-    growth = memory[-1][1] - memory[0][1]
-    batch = f"batch route, {http_bench.BATCH_EVENTS} events"
+class Row:
+    """One line of a results table: its label, its figures by suffix, its target and whether it holds."""
+
+    def __init__(self, label, values, target="—", holds=None, spread=""):
+        self.label = label
+        self.values = values
+        self.target = target
+        self.holds = holds
+        self.spread = spread
+
+    def cell(self, key="", digits=2):
+        value = self.values.get(key)
+        return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def _paired(http, attribute, numerator, denominator, denominator_attribute=None, times=1):
+    if not _has(http, numerator, denominator):
+        return None, ""
+    ratios = [
+        times * ratio
+        for ratio in http_bench.paired_ratios(http, attribute, numerator, denominator, denominator_attribute)
+    ]
+    return statistics.median(ratios), _spread(ratios)
+
+
+def _difference(http, attribute, minuend, subtrahend):
+    if not _has(http, minuend, subtrahend):
+        return None
+    return statistics.median(http_bench.paired_differences(http, attribute, minuend, subtrahend))
+
+
+def _has(http, first, second):
+    return (first, second) in http or (second, first) in http
+
+
+def _ratio(counted, numerator, denominator, times=1):
+    if numerator not in counted or denominator not in counted:
+        return None
+    return times * counted[numerator] / counted[denominator]
+
+
+def _targets(http, memory, counted):
+    """The speed targets (SPEC S9–S11, the README's Performance): each with scrubbing on and off."""
+
+    def row(label, target, holds, on, off, spread=""):
+        return Row(label, {"": on, "_scrubbing_off": off}, target, None if on is None else holds(on), spread)
+
+    ai, ai_spread = _paired(http, "rps", "AI block", "AI block, no event")
+    ai_off, _ = _paired(http, "rps", "AI block, scrubbing off", "AI block, no event")
+    batch, batch_spread = _paired(http, "events_per_second", BATCH, "minimal Flask", "rps")
+    batch_off, _ = _paired(http, "events_per_second", BATCH_OFF, "minimal Flask", "rps")
+    per_event = setups.BATCH_EVENTS
+    batch_cpu, batch_cpu_spread = _paired(http, "cpu_us", "minimal Flask", BATCH, times=per_event)
+    batch_cpu_off, _ = _paired(http, "cpu_us", "minimal Flask", BATCH_OFF, times=per_event)
+    (first_events, first_rss), (last_events, last_rss) = memory[0], memory[-1]
+    growth = (last_rss - first_rss) * 100_000 / (last_events - first_events)
+    limiter = None
+    if "/log" in counted and "/log, limiter off" in counted:
+        limiter = 100 * (counted["/log"] - counted["/log, limiter off"]) / counted["/log"]
     return {
-        "ratio_ai_telemetry_on_vs_off": paired(
-            "rps", "AI block, telemetry on", "AI block, telemetry off", lambda v: v >= 0.95
+        "ai_block_on_vs_without": row(
+            "AI block req/s, telemetry on ÷ without (the block records nothing)", "≥ 0.95",
+            lambda v: v >= 0.95, ai, ai_off, ai_spread,
         ),
-        "ratio_telemetry_p99_vs_flask": paired(
-            "p99_ms", "telemetry route", "minimal Flask", lambda v: v <= 1.3
+        "ai_block_instructions_on_vs_without": row(
+            "AI block instructions/request, telemetry on ÷ without", "≤ 1.05", lambda v: v <= 1.05,
+            _ratio(counted, "AI block", "AI block, no event"),
+            _ratio(counted, "AI block, scrubbing off", "AI block, no event"),
         ),
-        "ratio_telemetry_vs_flask": paired("rps", "telemetry route", "minimal Flask", lambda v: v >= 0.80),
-        "ratio_batch_events_vs_log": paired(
-            "events_per_second", batch, "telemetry route", lambda v: v >= 10
+        "batch_events_vs_flask_requests": row(
+            f"events/s through `/batch` ({per_event} a request) ÷ minimal Flask req/s", "≥ 10",
+            lambda v: v >= 10, batch, batch_off, batch_spread,
         ),
-        "ratio_log_vs_baseline": (log_ratio, _spread(block_ratios), log_ratio <= 1.0),
-        "memory_growth_mb": (growth, "", growth <= 10),
-        "ratio_metrics_cpu_on_vs_off": paired(
-            "cpu_us", "telemetry route", "telemetry route, metrics off", lambda v: v <= 1.03
+        "batch_events_vs_flask_requests_cpu": row(
+            "the same by worker CPU: minimal Flask's per request ÷ `/batch`'s per event", "≥ 10",
+            lambda v: v >= 10, batch_cpu, batch_cpu_off, batch_cpu_spread,
         ),
-        "ratio_telemetry_cpu_vs_flask": paired("cpu_us", "telemetry route", "minimal Flask"),
-        "ratio_ai_cpu_on_vs_off": paired("cpu_us", "AI block, telemetry on", "AI block, telemetry off"),
-        "ratio_log_disabled_vs_baseline": (in_process_costs["log_disabled"].median_us / baseline.median_us, "", None),
-        **_instruction_results(counted),
+        "log_instructions_vs_flask": row(
+            "`/log` instructions/request ÷ minimal Flask (limiter, bot check, scrubbing on)", "≤ 1.8",
+            lambda v: v <= 1.8, _ratio(counted, "/log", "minimal Flask"),
+            _ratio(counted, "/log, scrubbing off", "minimal Flask"),
+        ),
+        "limiter_memory_percent": Row(
+            "rate limiter (memory storage), % of a `/log` request's instructions", {"": limiter},
+            "≤ 5",
+            None if limiter is None else limiter <= 5,
+        ),
+        "memory_growth_mb_per_100k": Row(
+            "worker memory growth per 100,000 events, MB", {"": growth}, "≤ 10", growth <= 10,
+        ),
     }
 
 
-def _instruction_results(counted):
-    """The same comparisons in instructions, which noise cannot move (empty without valgrind)."""
-    if not counted:
-        return {}
+def _costs(http, counted):
+    """What each feature costs a request: instructions (in process), worker CPU and median latency (HTTP)."""
+    log = counted.get("/log")
 
-    def ratio(numerator, denominator, holds=None):
-        value = counted[numerator] / counted[denominator]
-        return value, "", None if holds is None else holds(value)
+    def cost(label, on, off, timed=True, per=1):
+        instructions_ = counted[on] - counted[off] if on in counted and off in counted else None
+        values = {
+            "_instructions": None if instructions_ is None else instructions_ / per,
+            "_share_of_log": None if instructions_ is None or not log else instructions_ / per / log,
+        }
+        if timed:
+            cpu = _difference(http, "cpu_us", on, off)
+            p50 = _difference(http, "p50_ms", on, off)
+            values["_cpu_us"] = None if cpu is None else cpu / per
+            values["_p50_ms"] = p50
+        else:
+            runs = http_bench.by_variant(http)
+            if on in runs and off in runs:
+                values["_cpu_us"] = (_median(runs[on], "cpu_us") - _median(runs[off], "cpu_us")) / per
+        return Row(label, values)
 
+    per_event = setups.BATCH_EVENTS
     return {
-        "ratio_metrics_instructions_on_vs_off": ratio(
-            "telemetry route", "telemetry route, metrics off", lambda v: v <= 1.03
+        "cost_limiter_memory": cost("rate limiter, memory storage (`/log`)", "/log", "/log, limiter off"),
+        "cost_limiter_redis": cost(
+            "rate limiter, Redis on loopback (`/log`)", "/log, limiter on Redis", "/log, limiter off"
         ),
-        "ratio_ai_instructions_on_vs_off": ratio("AI block, telemetry on", "AI block, telemetry off"),
-        "ratio_telemetry_instructions_vs_flask": ratio("telemetry route", "minimal Flask"),
+        "cost_scrubbing_log": cost("value scrubbing (`/log`)", "/log", "/log, scrubbing off", timed=False),
+        "cost_scrubbing_batch_event": cost(
+            "value scrubbing, per event of a `/batch`", BATCH, BATCH_OFF, timed=False, per=per_event
+        ),
+        "cost_scrubbing_ai_block": cost(
+            "value scrubbing (AI block)", "AI block", "AI block, scrubbing off", timed=False
+        ),
+        "cost_pseudonyms": cost(
+            "pseudonymous user ids, `TELEMETRY_USER_ID_KEY` set (`/log`)",
+            "/log, pseudonymous user ids", "/log",
+            timed=False,
+        ),
+        "cost_metrics": cost("Prometheus metrics (`/log`)", "/log", "/log, metrics off", timed=False),
     }
+
+
+def _figures(http):
+    """Figures kept beside the targets, with no target of their own."""
+    rps, rps_spread = _paired(http, "rps", "/log", "minimal Flask")
+    p99, p99_spread = _paired(http, "p99_ms", "/log", "minimal Flask")
+    cpu, cpu_spread = _paired(http, "cpu_us", "/log", "minimal Flask")
+    redis, redis_spread = _paired(http, "rps", "/log, limiter on Redis", "/log, limiter off")
+    return {
+        "log_rps_vs_flask": Row("`/log` req/s ÷ minimal Flask", {"": rps}, spread=rps_spread),
+        "log_p99_vs_flask": Row("`/log` p99 latency ÷ minimal Flask", {"": p99}, spread=p99_spread),
+        "log_cpu_vs_flask": Row("`/log` worker CPU/request ÷ minimal Flask", {"": cpu}, spread=cpu_spread),
+        "log_redis_rps_vs_limiter_off": Row(
+            "`/log` req/s, limiter on Redis ÷ limiter off", {"": redis}, spread=redis_spread
+        ),
+    }
+
+
+def _spread(ratios):
+    return f"{min(ratios):.2f}–{max(ratios):.2f}"
+
+
+def _median(results, attribute):
+    return statistics.median(getattr(result, attribute) for result in results)
+
+
+def _results_block(run_line, targets, costs, figures, memory, warnings):
+    """The README's results, as markdown: the run, the targets, the costs, the figures, the warnings."""
+    lines = [f"Latest run: {run_line}", ""]
+    lines += [
+        "| target | measured | scrubbing off | per-round range | target | holds |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in targets.values():
+        verdict = "—" if row.holds is None else ("yes" if row.holds else "**no**")
+        lines.append(
+            f"| {row.label} | {row.cell()} | {row.cell('_scrubbing_off')} | {row.spread or '—'} "
+            f"| {row.target} | {verdict} |"
+        )
+    readings = ", ".join(f"{rss:.1f} MB after {events:,}" for events, rss in memory)
+    lines += ["", f"Worker RSS: {readings} events.", ""]
+    lines += [
+        "| cost per request | instructions | share of `/log` | worker CPU µs | p50 latency ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in costs.values():
+        share = row.values.get("_share_of_log")
+        lines.append(
+            f"| {row.label} | {row.cell('_instructions', 0)} | {'—' if share is None else f'{share:.1%}'} "
+            f"| {row.cell('_cpu_us', 0)} | {row.cell('_p50_ms', 3)} |"
+        )
+    lines += ["", "| figure (no target) | value | per-round range |", "|---|---:|---:|"]
+    for row in figures.values():
+        lines.append(f"| {row.label} | {row.cell()} | {row.spread or '—'} |")
+    if warnings:
+        lines += ["", "Warnings of this run:", ""] + [f"- {warning}" for warning in warnings]
+    return "\n".join(lines)
+
+
+def _write_readme(block):
+    text = README.read_text(encoding="utf-8")
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise SystemExit(f"README.md has no {README_START!r} ... {README_END!r} block to write into")
+    README.write_text(
+        text[: start + len(README_START)] + "\n" + block + "\n" + text[end:], encoding="utf-8"
+    )
 
 
 def _print_instructions_table(counted):
@@ -151,10 +363,6 @@ def _print_instructions_table(counted):
     print("|---|---:|")
     for name, count in counted.items():
         print(f"| {name} | {count:,.0f} |")
-
-
-def _spread(ratios):
-    return f"{min(ratios):.2f}–{max(ratios):.2f}"
 
 
 def _print_http_table(http):
@@ -166,57 +374,9 @@ def _print_http_table(http):
         events = f"{_median(runs, 'events_per_second'):.0f}" if runs[0].events else "—"
         print(
             f"| {name} | {statistics.median(rates):.0f} | {min(rates):.0f}–{max(rates):.0f} | {events} "
-            f"| {_median(runs, 'p50_ms'):.2f} | {_median(runs, 'p99_ms'):.2f} | {_median(runs, 'cpu_us'):.0f} |"
+            f"| {_median(runs, 'p50_ms'):.2f} | {_median(runs, 'p99_ms'):.2f} "
+            f"| {_median(runs, 'cpu_us'):.0f} |"
         )
-
-
-def _median(results, attribute):
-    return statistics.median(getattr(result, attribute) for result in results)
-
-
-_IN_PROCESS_LABELS = {
-    "log": "EventLogger.log (line written by the caller)",
-    "log_disabled": "EventLogger.log, telemetry disabled (validate, stamp, encode; no write)",
-    "baseline": "json.dumps + logger.info, one write per line (baseline)",
-}
-
-
-def _print_in_process_table(costs):
-    print("| in-process, per call | median µs | per-block medians µs |")
-    print("|---|---:|---:|")
-    for name, label in _IN_PROCESS_LABELS.items():
-        blocks = costs[name].block_medians_us
-        print(f"| {label} | {costs[name].median_us:.1f} | {min(blocks):.1f}–{max(blocks):.1f} |")
-
-
-_LABELS = {
-    "ratio_ai_telemetry_on_vs_off": ("AI block req/s, telemetry on ÷ off", "≥ 0.95"),
-    "ratio_telemetry_p99_vs_flask": ("telemetry route p99 ÷ minimal Flask p99", "≤ 1.3"),
-    "ratio_telemetry_vs_flask": ("telemetry route req/s ÷ minimal Flask", "≥ 0.80"),
-    "ratio_batch_events_vs_log": (
-        f"events/s, batch route ({http_bench.BATCH_EVENTS} per request) ÷ /log", "≥ 10"
-    ),
-    "ratio_log_vs_baseline": ("EventLogger.log ÷ baseline (median per call)", "≤ 1.0"),
-    "memory_growth_mb": ("worker memory growth, MB", "≤ 10"),
-    "ratio_metrics_cpu_on_vs_off": ("telemetry route worker CPU/req, metrics on ÷ off", "≤ 1.03"),
-    "ratio_telemetry_cpu_vs_flask": ("telemetry route worker CPU/req ÷ minimal Flask", "—"),
-    "ratio_ai_cpu_on_vs_off": ("AI block worker CPU/req, telemetry on ÷ off", "—"),
-    "ratio_log_disabled_vs_baseline": ("EventLogger.log, telemetry disabled ÷ baseline (median)", "—"),
-    "ratio_metrics_instructions_on_vs_off": ("telemetry route instructions/req, metrics on ÷ off", "≤ 1.03"),
-    "ratio_ai_instructions_on_vs_off": ("AI block instructions/req, telemetry on ÷ off", "—"),
-    "ratio_telemetry_instructions_vs_flask": ("telemetry route instructions/req ÷ minimal Flask", "—"),
-}
-
-
-def _print_targets(results, memory):
-    print("| measure | value | per-round range | target | holds |")
-    print("|---|---:|---:|---:|---|")
-    for name, (value, spread, holds) in results.items():
-        label, target = _LABELS[name]
-        verdict = "—" if holds is None else ("yes" if holds else "**no**")
-        print(f"| {label} | {value:.2f} | {spread or '—'} | {target} | {verdict} |")
-    readings = ", ".join(f"{rss:.1f} MB after {events:,} events" for events, rss in memory)
-    print(f"\nworker RSS: {readings}")
 
 
 if __name__ == "__main__":
