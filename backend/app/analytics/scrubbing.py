@@ -17,9 +17,10 @@ SECRET_PARAMETERS = (
 _CANDIDATE = re.compile(r"[@=]|eyJ|[Bb][Ee][Aa][Rr][Ee][Rr]\s|\d[\d -]{12}")
 
 # The same test for a whole event line, without a regex (sre tries a pattern
-# at every character; bytes.translate and ``in`` run at memory speed): each
-# byte becomes its class, "0" for digits, spaces and dashes, "!" for "@" and
-# "=", letters lower case, anything else ".". JSON escaping keeps all of them.
+# at every character): bytes.translate gives each byte its class, "0" for
+# digits, spaces and dashes, "!" for "@" and "=", letters lower case, anything
+# else "."; then four ``in`` tests on the decoded str (str's search is about
+# twice as cheap as bytes' here). JSON escaping keeps all of these characters.
 _CLASSES = bytes(
     ord("0") if byte in b"0123456789 -"
     else ord("!") if byte in b"@="
@@ -27,7 +28,7 @@ _CLASSES = bytes(
     else ord(".")
     for byte in range(256)
 )
-_CARD_RUN = b"0" * 13
+_CARD_RUN = "0" * 13
 _PAYLOAD_KEY = '"payload":'
 
 # scheme://userinfo@ : everything up to the last "@" of the authority.
@@ -59,8 +60,8 @@ def line_may_hold_secrets(line):
     ``line`` is an event's ASCII JSON line; the server's fields before its
     payload (a UUID's digits and dashes look like a card's) are not looked at.
     """
-    classes = line[line.find(_PAYLOAD_KEY):].encode("ascii").translate(_CLASSES)
-    return b"!" in classes or b"eyj" in classes or b"bearer" in classes or _CARD_RUN in classes
+    classes = line[line.find(_PAYLOAD_KEY):].encode("ascii").translate(_CLASSES).decode("ascii")
+    return "!" in classes or "eyj" in classes or "bearer" in classes or _CARD_RUN in classes
 
 
 def scrub_text(text):
