@@ -1,5 +1,6 @@
 """A real redis-server on a free loopback port, persistence off, stopped by PID; and a port that never answers."""
 
+import os
 import shutil
 import signal
 import socket
@@ -37,7 +38,11 @@ class RedisServer:
     def start(self):
         executable = shutil.which("redis-server")
         if executable is None:
-            pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
+            message = "redis-server is not installed (apt-get install -y redis-server)"
+            # As for the browser: CI must run these tests; elsewhere they wait for the install.
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(f"CI=true but the Redis tests cannot run: {message}", pytrace=False)
+            pytest.skip(message)
         for _ in range(5):
             self.port = free_port()
             if self._launch(executable):
