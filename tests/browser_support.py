@@ -100,7 +100,7 @@ def chromium_path():
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        browser_missing("the playwright package is not installed (pip install -r requirements.txt)")
+        browser_missing("the playwright package is not installed (pip install -r tests/requirements.txt)")
     executable = chromium_executable()
     if executable is None:
         browser_missing("no Chromium executable was found")
