@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from app.analytics.sink import EventSink, StdoutStream, write_line
+from app.analytics.sink import AppendFile, EventSink, StdoutStream, write_line
 
 from gunicorn_server import REPO_ROOT
+from streams import UnreadPipe
 
 VISIT = {"event_type": "chapter_visit", "payload": {"chapter_id": "ch-1"}}
 QUIZ = {"chapter_id": "ch-1", "num_questions": 1}
@@ -400,3 +401,18 @@ def _fill(fd):
             filled += os.write(fd, b"f" * 4096)
     except BlockingIOError:
         return filled
+
+
+def test_a_writer_that_cannot_write_stops_retrying_once_shutdown_gives_up(tmp_path, caplog):
+    pipe = UnreadPipe(tmp_path / "events.fifo")
+    sink = EventSink(AppendFile(pipe.path), capacity=10, stall_seconds=0.2)
+    pipe.fill()
+    assert sink.write(b'{"event": 1}\n')  # the pipe is full: into the backlog
+    pipe.close()  # and its reader dies: every retry of the writer fails
+    wait_until(lambda: sink.failed >= 2)
+
+    sink.close(timeout=0.5)
+
+    sink._thread.join(5)
+    assert not sink._thread.is_alive()  # no retries, and no failures counted, after the drain
+    assert "1 event(s) were not written before shutdown" in caplog.text

@@ -203,6 +203,8 @@ class EventSink:
         # blanked must end before anything else is written after it.
         self._owed = b""
         self._closed = False
+        # Set when a shutdown's drain gave up: the writer stops retrying what it could not write.
+        self._abandoned = False
         self.failed = 0
 
     def write(self, data):
@@ -289,7 +291,11 @@ class EventSink:
                 reason = "the event stream is not accepting writes"
             _log.warning("telemetry: %d event(s) were not written before shutdown: %s", len(self._backlog), reason)
             if thread is not None and thread.is_alive():
-                return  # the writer still holds the stream
+                with self._lock:
+                    # No retries after the drain: a failing stream must not be written, nor counted, forever.
+                    self._abandoned = True
+                    self._wake.notify_all()
+                return  # the writer may still be inside a write
         self._stream.close()
 
     def _drain(self, thread, timeout):
@@ -377,7 +383,7 @@ class EventSink:
             with self._lock:
                 while not self._backlog and not self._closed:
                     self._wake.wait()
-                if not self._backlog:
+                if not self._backlog or self._abandoned:
                     return
                 # Several whole lines may share one write, up to PIPE_BUF.
                 count, size = 0, 0
