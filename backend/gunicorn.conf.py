@@ -7,6 +7,7 @@ finds it before it is first imported (the master imports it too under
 """
 
 import os
+import sys
 from pathlib import Path
 
 
@@ -31,10 +32,19 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 
 def on_starting(server):
-    """Empty the metrics directory before any worker starts: an earlier run's values would add up."""
+    """Empty the metrics directory before any worker starts: an earlier run's values would add up.
+
+    A directory that cannot be made stops the master here, in one line, before
+    any worker starts: workers that all failed at once could make gunicorn
+    halt with a traceback of its own.
+    """
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         _make_directory(path)
+        if not os.path.isdir(path):
+            print(f"Configuration error: PROMETHEUS_MULTIPROC_DIR {path!r} does not exist and cannot be created",
+                  file=sys.stderr)
+            raise SystemExit(4)  # what gunicorn itself exits with when the app cannot load
         for values in Path(path).glob("*.db"):
             values.unlink()
 
