@@ -3,9 +3,10 @@
 import json
 import re
 
-from flask import current_app, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+
+from .context import this_app, this_request
 
 _INFINITY = float("inf")
 # A "\uD800"-"\uDFFF" escape; only then can the parsed text hold a lone surrogate.
@@ -45,17 +46,18 @@ def json_body(plain_text=False, objects_only=True):
     ``navigator.sendBeacon`` and a fetch without a preflight send. Without
     ``objects_only``, any JSON value is returned, for the schema to judge.
     """
+    request = this_request()
     if not (request.is_json or plain_text and request.mimetype == "text/plain"):
         accepted = "application/json or text/plain" if plain_text else "application/json"
         raise UnsupportedMediaType(f"The request body must be JSON (Content-Type: {accepted}).")
     data = request.get_data(cache=False)
-    if len(data) == request.max_content_length and request.content_length is None:
+    if request.content_length is None and len(data) == request.max_content_length:
         # A streamed (chunked) body is cut at the limit without an error; one
         # more byte tells a body of exactly the limit from a longer one.
         if request.environ["wsgi.input"].read(1):
             raise RequestEntityTooLarge()
     try:
-        value = current_app.json.loads(data)
+        value = this_app().json.loads(data)
     except ValueError as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
     if objects_only and not isinstance(value, dict):

@@ -9,7 +9,8 @@ and process and its verdict cached.
 import functools
 
 import crawleruseragents
-from flask import current_app
+
+from ..context import this_app
 
 # Verdicts kept per app and process; browsers' User-Agents repeat, a flood of made-up ones is evicted.
 VERDICT_CACHE_SIZE = 4096
@@ -54,4 +55,4 @@ def init_app(app):
 
 def get_bot_filter():
     """The current app's BotFilter, or None when bots are not ignored."""
-    return current_app.extensions["bot_filter"]
+    return this_app().extensions["bot_filter"]

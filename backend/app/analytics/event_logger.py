@@ -12,6 +12,7 @@ from marshmallow import ValidationError
 
 from .. import metrics
 from ..config import DEFAULTS, validate_telemetry_config
+from ..context import this_app
 from .analytics_models import EVENT_TYPES, AnalyticsEvent
 from .payload_rules import fit_line, pseudonymise, redact
 from .schemas import PAYLOAD_SCHEMAS
@@ -238,7 +239,7 @@ class EventLogger:
 
     def _state(self):
         try:
-            return self._apps[current_app._get_current_object()]
+            return self._apps[this_app()]
         except KeyError:
             raise RuntimeError("this EventLogger is not registered on the current app") from None
 
@@ -265,4 +266,4 @@ def _rate_limiter_state():
 
 def get_event_logger():
     """The EventLogger registered on the current app."""
-    return current_app.extensions["event_logger"]
+    return this_app().extensions["event_logger"]

@@ -24,6 +24,7 @@ from redis.retry import Retry
 
 from .. import metrics
 from ..config import ConfigError
+from ..context import this_app
 
 # A Redis that does not answer costs a request at most this long (connect, then reply) ...
 STORAGE_TIMEOUT = 0.1
@@ -164,4 +165,4 @@ def init_app(app):
 
 def get_rate_limiter():
     """The rate limiter of the current app."""
-    return current_app.extensions["rate_limiter"]
+    return this_app().extensions["rate_limiter"]

@@ -3,9 +3,9 @@
 import re
 from datetime import datetime
 
-from flask import current_app
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates
 
+from ..context import this_app
 from ..openapi import ProblemSchema
 from .analytics_models import EVENT_TYPES
 from .compiled_schema import CompiledSchema
@@ -114,7 +114,7 @@ class BatchSchema(Schema):
 
     @validates("events")
     def _count(self, events, data_key):
-        most = current_app.config["TELEMETRY_MAX_BATCH_EVENTS"]
+        most = this_app().config["TELEMETRY_MAX_BATCH_EVENTS"]
         if not 1 <= len(events) <= most:
             raise ValidationError(f"A batch holds 1 to {most} events, not {len(events)}.")
 

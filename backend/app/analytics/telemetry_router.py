@@ -6,12 +6,13 @@ import hmac
 import io
 from pathlib import Path
 
-from flask import Blueprint, current_app, request, send_file
+from flask import Blueprint, send_file
 from marshmallow import ValidationError
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import TooManyRequests, Unauthorized
 
 from .. import metrics
+from ..context import this_app, this_request
 from ..errors import BatchRefused, event_refusal
 from ..openapi import bearer_auth, responds, use_body
 from .bots import get_bot_filter
@@ -59,9 +60,9 @@ def require_ingest_token(view):
 
     @functools.wraps(view)
     def check_token(*args, **kwargs):
-        expected = current_app.config["TELEMETRY_INGEST_TOKEN"]
+        expected = this_app().config["TELEMETRY_INGEST_TOKEN"]
         if expected is not None:
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            scheme, _, token = this_request().headers.get("Authorization", "").partition(" ")
             valid = scheme.lower() == "bearer" and hmac.compare_digest(
                 token.strip().encode(), expected.encode()
             )
@@ -88,7 +89,7 @@ def ignore_bots(view):
     @functools.wraps(view)
     def judge_user_agent(body, *args, **kwargs):
         bots = get_bot_filter()
-        if bots is not None and bots.is_bot(request.environ.get("HTTP_USER_AGENT", "")):
+        if bots is not None and bots.is_bot(this_request().environ.get("HTTP_USER_AGENT", "")):
             ignored = _events_in(body)
             metrics.EVENTS_IGNORED_BOT.inc(ignored)
             return _ignored_schema.dump({"status": "ignored", "reason": "bot", "ignored": ignored}), 200
@@ -106,7 +107,7 @@ def limit_rate(view):
     @functools.wraps(view)
     def charge_budget(body, *args, **kwargs):
         cost = _events_in(body)
-        retry_after = get_rate_limiter().retry_after(request.remote_addr or "", cost)
+        retry_after = get_rate_limiter().retry_after(this_request().remote_addr or "", cost)
         if retry_after is not None:
             metrics.EVENTS_RATE_LIMITED.inc(cost)
             raise TooManyRequests(
@@ -135,7 +136,7 @@ def log_event(body):
         "event_id": event.event_id,
         "event_type": event.event_type,
         "timestamp": event.timestamp,
-        "telemetry_enabled": current_app.config["TELEMETRY_ENABLED"],
+        "telemetry_enabled": this_app().config["TELEMETRY_ENABLED"],
     }
     return _accepted_schema.dump(reply), 202
 
@@ -155,22 +156,23 @@ def log_event(body):
 @limit_rate
 def log_batch(body):
     """Accept several analytics events at once, each judged as /log would judge it alone."""
-    results = [_batch_result(index, event) for index, event in enumerate(body["events"])]
+    logger = get_event_logger()
+    results = [_batch_result(logger, index, event) for index, event in enumerate(body["events"])]
     for result in results:
         metrics.count_rejected(result["status"])
     accepted = sum(result["status"] == 202 for result in results)
     reply = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
     if not accepted:
         raise BatchRefused(reply)
-    reply.update(status="accepted", telemetry_enabled=current_app.config["TELEMETRY_ENABLED"])
+    reply.update(status="accepted", telemetry_enabled=this_app().config["TELEMETRY_ENABLED"])
     return _batch_schema.dump(reply), 202
 
 
-def _batch_result(index, event):
+def _batch_result(logger, index, event):
     """The answer ``/log`` would give ``event``, as one entry of a batch's results."""
     try:
         body = _event_schema.load(event)
-        accepted = get_event_logger().accept(body["event_type"], body["payload"], body.get("event_id"))
+        accepted = logger.accept(body["event_type"], body["payload"], body.get("event_id"))
     except (ValidationError, EventRejected, SinkUnavailable) as exc:
         status, members = event_refusal(exc)
         return {"index": index, "status": status, **members}

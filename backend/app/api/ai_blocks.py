@@ -1,9 +1,10 @@
 """The four AI block routes: validated requests, placeholder answers, one event each."""
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint
 
 from ..analytics.event_logger import get_event_logger
 from ..analytics.payload_rules import ANONYMOUS
+from ..context import this_app, this_request
 from ..openapi import header_parameter, responds, use_body
 from .schemas import (
     AnswerSchema,
@@ -22,6 +23,8 @@ bp = Blueprint("ai_blocks", __name__, url_prefix="/api/ai")
 PLACEHOLDER_NOTICE = "Placeholder content: no AI model is called yet."
 USER_HEADER = "X-User-Id"
 GPC_HEADER = "Sec-GPC"
+USER_ENVIRON = "HTTP_X_USER_ID"
+GPC_ENVIRON = "HTTP_SEC_GPC"
 _USER_ID_CHARS = 128
 _USER_DOC = (
     "Who is reading; recorded on the ai_block_used event (default: anonymous), "
@@ -116,11 +119,13 @@ def _reply(block_type, body, query, schema, **content):
             **content,
         }
     )
-    if _refuses_tracking():
+    # The headers as WSGI gives them: one look-up each, not the request's header view.
+    environ = this_request().environ
+    if _refuses_tracking(environ):
         # Usage is counted; the reader and what they typed are not.
         user_id, query = ANONYMOUS, None
     else:
-        user_id = _user_id()
+        user_id = environ.get(USER_ENVIRON, "").strip()[:_USER_ID_CHARS] or ANONYMOUS
     event = {
         "user_id": user_id,
         "chapter_id": body["chapter_id"],
@@ -133,10 +138,6 @@ def _reply(block_type, body, query, schema, **content):
     return reply
 
 
-def _user_id():
-    return request.headers.get(USER_HEADER, "").strip()[:_USER_ID_CHARS] or ANONYMOUS
-
-
-def _refuses_tracking():
+def _refuses_tracking(environ):
     """The browser sends Global Privacy Control (``Sec-GPC: 1``) and the app honours it."""
-    return request.headers.get(GPC_HEADER, "").strip() == "1" and current_app.config["TELEMETRY_HONOR_GPC"]
+    return environ.get(GPC_ENVIRON, "").strip() == "1" and this_app().config["TELEMETRY_HONOR_GPC"]
