@@ -9,6 +9,20 @@ EVENT_TYPES = ("ai_block_used", "chapter_visit", "error_event")
 
 # Built once: json.dumps with options other than the defaults builds an encoder per call.
 _LINE_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+_quoted = json.encoder.encode_basestring_ascii
+if json.encoder.c_make_encoder is not None:
+    # The encoder object that JSONEncoder.encode builds on every call, built
+    # once: that build costs about as much as encoding a small payload. The
+    # same options as _LINE_ENCODER; no circular-reference check (a cycle ends
+    # in a RecursionError, which is refused as a payload the same way).
+    _payload_chunks = json.encoder.c_make_encoder(
+        None, _LINE_ENCODER.default, _quoted, None, ":", ",", False, False, False
+    )
+
+    def _encoded_payload(payload):
+        return "".join(_payload_chunks(payload, 0))
+else:  # an interpreter without the C accelerator
+    _encoded_payload = _LINE_ENCODER.encode
 
 
 # The formatted UTC second of the last stamp: events arrive many per second.
@@ -35,9 +49,13 @@ def _utc_now():
     return f"{prefix}.{micros:06d}Z"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AnalyticsEvent:
-    """One accepted event: what the caller sent plus the server's stamp."""
+    """One accepted event: what the caller sent plus the server's stamp.
+
+    Not changed once made: ``dataclasses.replace`` makes the changed copies
+    (not frozen, whose ``__init__`` costs a third of the stamp).
+    """
 
     event_type: str
     payload: dict
@@ -58,5 +76,10 @@ class AnalyticsEvent:
         return record
 
     def to_line(self):
-        """One compact JSON line, ASCII only so no payload text can break it."""
-        return _LINE_ENCODER.encode(self.to_dict())
+        """One compact JSON line, ASCII only so no payload text can break it: ``to_dict`` encoded."""
+        # Written out rather than encoding to_dict(): a third of the cost, the same text.
+        return (
+            f'{{"event_id":{_quoted(self.event_id)},"event_type":{_quoted(self.event_type)},'
+            f'"timestamp":{_quoted(self.timestamp)},"payload":{_encoded_payload(self.payload)}'
+            + (',"truncated":true}' if self.truncated else "}")
+        )
