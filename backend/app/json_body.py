@@ -9,6 +9,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMe
 from .context import this_app, this_request
 
 _INFINITY = float("inf")
+_CONTAINERS = (dict, list)
 # A "\uD800"-"\uDFFF" escape; only then can the parsed text hold a lone surrogate.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -87,14 +88,14 @@ def _unique_keys(pairs):
 
 
 def _check_depth(value, max_depth):
-    stack = [(value, 1)]
+    # Only containers are stacked: a batch holds far more strings than objects.
+    stack = [(value, 1)] if isinstance(value, _CONTAINERS) else []
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > max_depth:
-                raise ValueError(f"JSON nests deeper than {max_depth} levels")
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+        if depth > max_depth:
+            raise ValueError(f"JSON nests deeper than {max_depth} levels")
+        children = item.values() if type(item) is dict else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, _CONTAINERS))
 
 
 def _check_text(value):

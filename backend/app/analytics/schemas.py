@@ -146,13 +146,28 @@ class BatchResultSchema(Schema):
     errors = fields.Dict(metadata={"description": "Per-field messages, for a 422."})
 
 
+class BatchResults(fields.List):
+    """A batch's results, documented as a list of ``BatchResultSchema`` and dumped as the view built them.
+
+    The view builds each entry in its dumped form (ints, strings, the
+    messages dict); dumping a hundred of them field by field again costs a
+    sixth of a batch. Tests hold every kind of entry to the schema's dump.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(fields.Nested(BatchResultSchema), **kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else list(value)
+
+
 class BatchProblemSchema(ProblemSchema):
     """A refused batch: a bad envelope (with ``errors``) or no event accepted (with ``results``)."""
 
     errors = fields.Dict()
     accepted = fields.Integer()
     rejected = fields.Integer()
-    results = fields.List(fields.Nested(BatchResultSchema))
+    results = BatchResults()
 
 
 class BatchAcceptedSchema(Schema):
@@ -161,7 +176,7 @@ class BatchAcceptedSchema(Schema):
     status = fields.String(required=True, metadata={"enum": ["accepted"]})
     accepted = fields.Integer(required=True)
     rejected = fields.Integer(required=True)
-    results = fields.List(fields.Nested(BatchResultSchema), required=True)
+    results = BatchResults(required=True)
     telemetry_enabled = fields.Boolean(required=True)
 
 
