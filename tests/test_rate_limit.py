@@ -135,6 +135,32 @@ def test_two_apps_count_on_their_own(make_app):
     assert post_events(second, 1) == [202]
 
 
+def test_memory_counting_starts_no_thread_and_sweeps_expired_counters(monkeypatch):
+    """limits' MemoryStorage starts a timer thread every 10 ms of traffic; ours sweeps on the request path."""
+    import threading
+
+    from limits import parse
+    from limits.strategies import FixedWindowRateLimiter
+
+    from app.analytics import rate_limit
+
+    storage = rate_limit.SweptMemoryStorage("memory://")
+    limiter = FixedWindowRateLimiter(storage)
+    second = parse("5/second")
+    started = []
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: started.append(thread))
+    assert [limiter.hit(second, "t", "1.2.3.4") for _ in range(6)] == [True] * 5 + [False]
+    for address in range(100):
+        limiter.hit(second, "t", f"10.0.0.{address}")
+    assert started == []
+    # Expired, the counters are no longer counted, and the next sweep removes them.
+    monkeypatch.setattr(rate_limit, "MEMORY_SWEEP_INTERVAL", 0.0)
+    time.sleep(1.1)
+    assert limiter.hit(second, "t", "1.2.3.4")
+    assert set(storage.storage) == {second.key_for("t", "1.2.3.4")}
+    assert started == []
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
