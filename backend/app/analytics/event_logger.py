@@ -14,9 +14,9 @@ from .. import metrics
 from ..config import DEFAULTS, validate_telemetry_config
 from ..context import this_app
 from .analytics_models import EVENT_TYPES, AnalyticsEvent
-from .payload_rules import fit_line, pseudonymise, redact
+from .payload_rules import fit_line, pseudonymise, redact, redact_may_change
 from .schemas import PAYLOAD_SCHEMAS
-from .scrubbing import line_may_hold_secrets, scrub
+from .scrubbing import may_hold_secrets, payload_classes, scrub
 from .sink import EventSink, events_logger, open_stream, publish
 
 
@@ -178,29 +178,40 @@ class EventLogger:
         elif not isinstance(payload, dict):
             raise InvalidPayload("payload must be an object", {"payload": ["Not a valid mapping type."]})
         try:
-            payload = redact(schema.load(payload), state.max_depth)
+            loaded = schema.load(payload)
         except ValidationError as exc:
             raise InvalidPayload(
                 f"invalid {event_type} payload: {exc.messages}", {"payload": exc.messages}
             ) from None
-        except ValueError as exc:
-            raise InvalidPayload(str(exc), {"payload": [str(exc)]}) from None
-        if state.user_id_key is not None:
-            payload = pseudonymise(payload, state.user_id_key)
+        key = state.user_id_key
+        # Redaction comes first, but most payloads give it nothing to do, which
+        # their line tells: so the line is made first, and made again only if
+        # redaction may change it. A user id that redaction never changes (not
+        # a container) may be keyed before it.
+        payload = loaded if key is None else pseudonymise(loaded, key)
         event = AnalyticsEvent(event_type, payload) if event_id is None else AnalyticsEvent(
             event_type, payload, str(event_id)
         )
         try:
             line = event.to_line()
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidPayload(
-                f"payload is not JSON-serialisable: {exc}",
-                {"payload": ["Values must be JSON strings, numbers, booleans, null, arrays or objects."]},
-            ) from None
-        # Most lines hold nothing to scrub, which a look at the line tells
-        # cheaply; the others are scrubbed string by string and encoded again.
-        if state.scrub_values and line_may_hold_secrets(line):
-            event = replace(event, payload=scrub(payload))
+            classes = payload_classes(line)
+        except (TypeError, ValueError, RecursionError):
+            # It may encode once redacted (a secret-named key holding a set, say).
+            line = classes = None
+        if (
+            line is None
+            or redact_may_change(line, classes, state.max_depth)
+            or key is not None and isinstance(loaded.get("user_id"), (dict, list, tuple))
+        ):
+            try:
+                payload = redact(loaded, state.max_depth)
+            except ValueError as exc:
+                raise InvalidPayload(str(exc), {"payload": [str(exc)]}) from None
+            event = replace(event, payload=payload if key is None else pseudonymise(payload, key))
+            line = _line_of(event)
+            classes = payload_classes(line)
+        if state.scrub_values and may_hold_secrets(classes):
+            event = replace(event, payload=scrub(event.payload))
             line = event.to_line()
         return event, line
 
@@ -256,6 +267,16 @@ class EventLogger:
         current_app.logger.warning(
             "telemetry: dropped %d event(s), the latest a %s: %s", count, event_type, reason
         )
+
+
+def _line_of(event):
+    try:
+        return event.to_line()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidPayload(
+            f"payload is not JSON-serialisable: {exc}",
+            {"payload": ["Values must be JSON strings, numbers, booleans, null, arrays or objects."]},
+        ) from None
 
 
 def _rate_limiter_state():

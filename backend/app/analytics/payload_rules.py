@@ -9,7 +9,11 @@
    URL secrets inside string values are replaced (``TELEMETRY_SCRUB_VALUES``).
 4. ``fit_line``: the size cap, on the line of the stamped event.
 
-``EventLogger._build`` calls them in this order; nothing else changes a payload.
+``EventLogger._build`` calls them in this order; nothing else changes a
+payload. Most payloads hold no secret-named key and nothing to scrub, which a
+look at their encoded line tells (``redact_may_change``,
+``scrubbing.may_hold_secrets``) for less than walking them: the walks run only
+when the look says they could change something.
 """
 
 import functools
@@ -48,6 +52,29 @@ def redact(value, max_depth, depth=0):
     if isinstance(value, (list, tuple)):
         return [redact(item, max_depth, depth + 1) if isinstance(item, _CONTAINERS) else item for item in value]
     return value
+
+
+# What _SECRET_KEY looks for, as scrubbing.payload_classes spells it: lower
+# case, "_" as "." and "-" as "0". An ASCII key is on the line as it is (JSON
+# escapes none of these letters); any other character is a \u escape there.
+_SECRET_WORDS = ("password", "token", "secret", "authorization", "apikey", "api.key", "api0key")
+
+
+def redact_may_change(line, classes, max_depth):
+    r"""False when ``redact`` returns the payload of the event ``line`` as it is and does not raise.
+
+    ``classes`` is ``scrubbing.payload_classes(line)``. True when a key may be
+    secret-named (a \u escape may hide a letter that matches one case-blind),
+    or when the payload may nest deeper than ``max_depth``: a payload of n
+    containers nests at most n - 1 levels below itself, and its brackets,
+    counted in strings too, bound n from above (the line's own object is one
+    more).
+    """
+    return (
+        line.count("{") + line.count("[") - 2 > max_depth
+        or "\\u" in line
+        or any(word in classes for word in _SECRET_WORDS)
+    )
 
 
 @functools.lru_cache(maxsize=4096)

@@ -54,14 +54,23 @@ _EMAIL = re.compile(
 _CARD = re.compile(r"(?<![\w.-])(?:\d{13,19}|\d{4}(?:[ -]\d{2,6}){2,4})(?![\w-]|\.\d)", re.ASCII)
 
 
-def line_may_hold_secrets(line):
-    """False when no string of the event line's payload can hold anything ``scrub`` replaces.
+def payload_classes(line):
+    """The class of each character of an event line's payload text, for the pre-checks (see ``_CLASSES``).
 
     ``line`` is an event's ASCII JSON line; the server's fields before its
-    payload (a UUID's digits and dashes look like a card's) are not looked at.
+    payload (a UUID's digits and dashes look like a card's) are left out.
     """
-    classes = line[line.find(_PAYLOAD_KEY):].encode("ascii").translate(_CLASSES).decode("ascii")
+    return line[line.find(_PAYLOAD_KEY):].encode("ascii").translate(_CLASSES).decode("ascii")
+
+
+def may_hold_secrets(classes):
+    """False when no string of the payload whose ``payload_classes`` these are holds anything ``scrub`` replaces."""
     return "!" in classes or "eyj" in classes or "bearer" in classes or _CARD_RUN in classes
+
+
+def line_may_hold_secrets(line):
+    """False when no string of the event line's payload can hold anything ``scrub`` replaces."""
+    return may_hold_secrets(payload_classes(line))
 
 
 def scrub_text(text):
