@@ -126,3 +126,11 @@ def test_built_events_are_what_every_rule_applied_in_order_gives(keyed_app, payl
         event, line = logger._build(logger._state(), "error_event", payload)
     assert event.payload == expected
     assert line == event.to_line()
+
+
+def test_the_pre_check_looks_for_every_word_it_names():
+    from app.analytics import payload_rules
+
+    for word in payload_rules._SECRET_WORDS:
+        line = _line({"note": word})
+        assert redact_may_change(line, payload_classes(line), MAX_DEPTH), word
