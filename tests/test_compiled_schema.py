@@ -8,7 +8,8 @@ import pytest
 from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from app.analytics.compiled_schema import CompiledSchema
-from app.analytics.schemas import PAYLOAD_SCHEMAS, EventAcceptedSchema, TelemetryEventSchema
+from app import create_app
+from app.analytics.schemas import PAYLOAD_SCHEMAS, BatchSchema, EventAcceptedSchema, TelemetryEventSchema
 
 
 class Text(str):
@@ -107,6 +108,32 @@ def test_telemetry_body_load_matches_marshmallow(data):
     assert outcome(schema.load, data) == outcome(marshmallow_load(schema), data)
 
 
+BATCH_EVENT = {"event_type": "chapter_visit"}
+BATCH_BODIES = [
+    {"events": [BATCH_EVENT]},
+    {"events": [BATCH_EVENT] * 3},  # over the limit below
+    {"events": []},
+    {"events": [BATCH_EVENT, None]},
+    {"events": [BATCH_EVENT, 5, "x", [], {}]},
+    {"events": (BATCH_EVENT,)},
+    {"events": {"0": BATCH_EVENT}},
+    {"events": None},
+    {"events": "x"},
+    {},
+    {"events": [BATCH_EVENT], "extra": 1},
+    [],
+    None,
+]
+
+
+@pytest.mark.parametrize("data", BATCH_BODIES, ids=repr)
+def test_batch_envelope_load_matches_marshmallow(data):
+    schema = BatchSchema()
+
+    with create_app({"TESTING": True, "TELEMETRY_MAX_BATCH_EVENTS": 2}).app_context():
+        assert outcome(schema.load, data) == outcome(marshmallow_load(schema), data)
+
+
 REPLY = {
     "status": "accepted",
     "event_id": "e",
@@ -147,6 +174,8 @@ def test_plain_valid_data_never_reaches_marshmallow(monkeypatch):
     body = TelemetryEventSchema().load({"event_type": "error_event"})
     assert body == {"event_type": "error_event", "payload": None}
     assert EventAcceptedSchema().dump(REPLY) == REPLY
+    with create_app({"TESTING": True}).app_context():
+        assert BatchSchema().load({"events": [BATCH_EVENT, {}]}) == {"events": [BATCH_EVENT, {}]}
 
 
 def test_loaded_data_is_a_new_dict():

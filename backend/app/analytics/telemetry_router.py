@@ -158,9 +158,10 @@ def log_batch(body):
     """Accept several analytics events at once, each judged as /log would judge it alone."""
     logger = get_event_logger()
     results = [_batch_result(logger, index, event) for index, event in enumerate(body["events"])]
-    for result in results:
-        metrics.count_rejected(result["status"])
-    accepted = sum(result["status"] == 202 for result in results)
+    refused = [result["status"] for result in results if result["status"] != 202]
+    for status in refused:
+        metrics.count_rejected(status)
+    accepted = len(results) - len(refused)
     reply = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
     if not accepted:
         raise BatchRefused(reply)
