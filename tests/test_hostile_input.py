@@ -278,3 +278,11 @@ def test_streamed_body_is_held_to_max_content_length(make_app, read_events, extr
 
     assert response.status_code == status
     assert len(read_events(app)) == (status == 202)
+
+
+@pytest.mark.parametrize(("levels", "status"), [(30, 202), (31, 400)])
+def test_a_body_may_nest_exactly_json_max_depth_levels(client, levels, status):
+    # The body's object, its payload, then nested(levels): levels + 2 in all (JSON_MAX_DEPTH is 32).
+    response = client.post(LOG, data=event(nested(levels)), content_type="application/json")
+
+    assert response.status_code == status

@@ -88,14 +88,19 @@ def _unique_keys(pairs):
 
 
 def _check_depth(value, max_depth):
-    # Only containers are stacked: a batch holds far more strings than objects.
-    stack = [(value, 1)] if isinstance(value, _CONTAINERS) else []
-    while stack:
-        item, depth = stack.pop()
-        if depth > max_depth:
-            raise ValueError(f"JSON nests deeper than {max_depth} levels")
-        children = item.values() if type(item) is dict else item
-        stack.extend((child, depth + 1) for child in children if isinstance(child, _CONTAINERS))
+    if isinstance(value, _CONTAINERS) and _nests_deeper(value, max_depth - 1):
+        raise ValueError(f"JSON nests deeper than {max_depth} levels")
+
+
+def _nests_deeper(container, levels):
+    """True when ``container`` holds containers more than ``levels`` deep."""
+    # Recursion bounded by the limit, and a plain loop over the children: a
+    # batch holds far more strings than objects, and a generator per
+    # container cost more than the walk.
+    for child in container.values() if type(container) is dict else container:
+        if isinstance(child, _CONTAINERS) and (levels == 0 or _nests_deeper(child, levels - 1)):
+            return True
+    return False
 
 
 def _check_text(value):
