@@ -68,6 +68,7 @@ def _load_plan(schema):
         if type(data) is not dict:
             return _UNSURE
         result = {}
+        found = 0
         for data_key, key, required, default, check in steps:
             value = data.get(data_key, missing)
             if value is missing:
@@ -76,11 +77,13 @@ def _load_plan(schema):
                 if default is not missing:
                     result[key] = default
                 continue
+            found += 1
             value = check(value)
             if value is _UNSURE:
                 return _UNSURE
             result[key] = value
-        if unknown != EXCLUDE:
+        # Every key was a field's: no unknown key to find (the usual case, and no set to build).
+        if unknown != EXCLUDE and len(data) > found:
             extra = set(data) - known
             if extra and unknown == RAISE:
                 return _UNSURE
