@@ -162,7 +162,7 @@ def log_batch(body):
     for status in refused:
         metrics.count_rejected(status)
     accepted = len(results) - len(refused)
-    reply = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
+    reply = {"accepted": accepted, "rejected": len(refused), "results": results}
     if not accepted:
         raise BatchRefused(reply)
     reply.update(status="accepted", telemetry_enabled=this_app().config["TELEMETRY_ENABLED"])

@@ -23,8 +23,8 @@ bp = Blueprint("ai_blocks", __name__, url_prefix="/api/ai")
 PLACEHOLDER_NOTICE = "Placeholder content: no AI model is called yet."
 USER_HEADER = "X-User-Id"
 GPC_HEADER = "Sec-GPC"
-USER_ENVIRON = "HTTP_X_USER_ID"
-GPC_ENVIRON = "HTTP_SEC_GPC"
+# The same headers as the WSGI environ names them (PEP 3333), where the view reads them.
+USER_ENVIRON, GPC_ENVIRON = ("HTTP_" + name.upper().replace("-", "_") for name in (USER_HEADER, GPC_HEADER))
 _USER_ID_CHARS = 128
 _USER_DOC = (
     "Who is reading; recorded on the ai_block_used event (default: anonymous), "
