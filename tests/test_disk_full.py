@@ -112,6 +112,32 @@ def test_a_line_the_full_disk_cuts_is_refused_and_leaves_no_fragment(make_app, d
     assert (recovered_health[1]["events_refused"], recovered_health[1]["events_failed"]) == (2, 2)
 
 
+def test_a_batch_the_full_disk_cuts_keeps_the_lines_before_the_cut(make_app, disk):
+    events_log = disk / "events.jsonl"
+    app = make_app({"TELEMETRY_EVENTS_LOG": str(events_log)})
+    client = app.test_client()
+    before = [client.post("/api/telemetry/log", json=SMALL).get_json()["event_id"] for _ in range(22)]
+    filler = fill(disk)
+
+    # Its lines share writes, the first of which the page the 22 lines began cannot hold.
+    batch = client.post("/api/telemetry/batch", json={"events": [SMALL] * 40})
+    status, report = health(client)
+    filler.unlink()
+
+    assert batch.status_code == 202
+    results = batch.get_json()["results"]
+    taken = [result["event_id"] for result in results if result["status"] == 202]
+    assert 0 < len(taken) < 40
+    # The events before the cut are accepted, the cut one and every later one refused.
+    assert [result["status"] for result in results] == [202] * len(taken) + [503] * (40 - len(taken))
+    assert "the stream took only" in results[len(taken)]["detail"]
+    assert status == 503 and report["events_failed"] == 1
+    events, blank, other = stream_lines(events_log)
+    assert [event["event_id"] for event in events] == before + taken
+    assert other == [] and len(blank) <= 1
+    assert client.post("/api/telemetry/log", json=SMALL).status_code == 202
+
+
 @pytest.mark.parametrize("target", ["events-log", "stdout"])
 def test_an_in_app_event_the_full_disk_cuts_is_dropped_and_counted(make_app, disk, caplog, monkeypatch, target):
     events_log = disk / "events.jsonl"

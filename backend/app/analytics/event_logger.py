@@ -134,21 +134,55 @@ class EventLogger:
         the event's id so that a retried event can be deduplicated downstream.
         """
         state = self._state()
+        event, line = self._checked(state, event_type, payload, event_id)
+        if not state.enabled:
+            return event
+        problem = self._emit(state, event, line)
+        if problem is not None:
+            self._refused(state, 1)
+            raise SinkUnavailable(problem)
+        return event
+
+    def accept_all(self, events):
+        """``accept`` for each ``(event_type, payload, event_id)`` of ``events``; what each one gave, in order.
+
+        Each outcome is the AnalyticsEvent emitted, or the EventRejected or
+        SinkUnavailable that refused it. The accepted events' lines are
+        written together (``EventSink.write_lines``), several to a write(2),
+        in the order of ``events``; once the sink stops taking them, the rest
+        are refused as ``accept`` would refuse them.
+        """
+        state = self._state()
+        outcomes, built = [], []
+        for event_type, payload, event_id in events:
+            try:
+                event, line = self._checked(state, event_type, payload, event_id)
+            except EventRejected as exc:
+                outcomes.append(exc)
+                continue
+            built.append((len(outcomes), event, line))
+            outcomes.append(event)
+        if not state.enabled or not built:
+            return outcomes
+        lines = [line for _, _, line in built]
+        taken = state.sink.write_lines([(line + "\n").encode("ascii") for line in lines])
+        self._written(state, Counter(event.event_type for _, event, _ in built[:taken]), lines[:taken])
+        if taken < len(built):
+            problem = state.sink.problem() or "the event sink is unavailable"
+            for position, _, _ in built[taken:]:
+                outcomes[position] = SinkUnavailable(problem)
+            self._refused(state, len(built) - taken)
+        return outcomes
+
+    def _checked(self, state, event_type, payload, event_id):
+        """``_build``, refusing (EventTooLarge) an event whose line is over the size limit rather than shortening it."""
         event, line = self._build(state, event_type, payload, event_id)
         if len(line) >= state.max_bytes:
             raise EventTooLarge(
                 f"the event's line would be {len(line) + 1} bytes; "
                 f"the limit is {state.max_bytes}"
             )
-        if not state.enabled:
-            return event
-        problem = self._emit(state, event, line)
-        if problem is not None:
-            with state.lock:
-                state.refused += 1
-            metrics.EVENTS_REFUSED.inc()
-            raise SinkUnavailable(problem)
-        return event
+        return event, line
 
     def _emit(self, state, event, line):
         """Write the event's line, then hand its record to the events logger; why not, or None."""
@@ -160,6 +194,21 @@ class EventLogger:
             state.logged[event.event_type] += 1
             state.handler_failures += failures
         return None
+
+    def _written(self, state, by_type, lines):
+        """``_emit``'s counts and records for ``lines``, already written: ``by_type`` counts their events."""
+        failures = publish(self._records, *lines)
+        for event_type, count in by_type.items():
+            metrics.EVENTS_ACCEPTED[event_type].inc(count)
+        with state.lock:
+            state.logged.update(by_type)
+            state.handler_failures += failures
+
+    @staticmethod
+    def _refused(state, count):
+        with state.lock:
+            state.refused += count
+        metrics.EVENTS_REFUSED.inc(count)
 
     def _build(self, state, event_type, payload, event_id=None):
         """The validated, redacted, pseudonymised, scrubbed and stamped event, and its line.

@@ -2,7 +2,8 @@
 
 "Accepted" means written (SPEC S2). When the stream takes the line without
 blocking, the caller writes it in one write(2) before it returns, so a 202
-is an event on the stream. Only a stream that would block (a slow reader)
+is an event on the stream (a batch's lines share writes, whole lines up to
+PIPE_BUF bytes each time, as the backlog's writer does). Only a stream that would block (a slow reader)
 sends lines to a bounded per-process backlog that one writer thread drains
 in order; while the backlog holds lines, later lines join it, so a process
 never reorders its events. A write that fails (a full disk, a reader that
@@ -69,23 +70,24 @@ def events_logger():
     return logger
 
 
-def publish(logger, line):
-    """Hand the event's record to the handlers on ``logger``; the number that raised.
+def publish(logger, *lines):
+    """Hand each line's record to the handlers on ``logger``; the number of handler calls that raised.
 
     No record is built when no handler would see it. A handler that raises
     does not keep the others from the record, nor fail the caller.
     """
     if not logger.handlers or logger.disabled or not logger.isEnabledFor(logging.INFO):
         return 0
-    # Logger.info without its stack walk for the caller: the caller is always the EventLogger.
-    record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, line, None, None, "publish")
     failures = 0
-    for handler in logger.handlers:
-        if record.levelno >= handler.level:
-            try:
-                handler.handle(record)
-            except Exception:
-                failures += 1
+    for line in lines:
+        # Logger.info without its stack walk for the caller: the caller is always the EventLogger.
+        record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, line, None, None, "publish")
+        for handler in logger.handlers:
+            if record.levelno >= handler.level:
+                try:
+                    handler.handle(record)
+                except Exception:
+                    failures += 1
     return failures
 
 
@@ -210,27 +212,59 @@ class EventSink:
     def write(self, data):
         """Write ``data`` (one line, newline included) or take it into the backlog; False when refused."""
         with self._lock:
-            if self._closed:
-                return False
-            if self._backlog:
-                # Behind lines already waiting: order within the process.
-                return self._enqueue(data)
-            owed, data = len(self._owed), self._owed + data
-            try:
-                written = self._write_now(data)
-            except (OSError, ValueError) as error:
-                # ValueError: a stand-in stream that was closed.
-                self._fail(error)
-                return False
-            if written == 0:
-                return self._enqueue(data[owed:])
-            self._owed = b""
-            if written < len(data):
-                # Taken in part: a failed write, whose rest is never written.
-                self._cut(data, owed, written)
-                return False
-            self._error = None
-            return True
+            return self._put(data, (data,)) == 1
+
+    def write_lines(self, lines):
+        """Write ``lines`` (each one line, newline included) in order; how many of them were taken.
+
+        Consecutive lines share one write(2) up to PIPE_BUF bytes, so each
+        stays whole beside other workers' lines, as one line alone does. The
+        first lines taken are written or in the backlog; the rest are refused,
+        as ``write`` refuses a line, by the write or backlog that took only
+        the ones before them.
+        """
+        taken = 0
+        with self._lock:
+            for group in _groups(lines, PIPE_BUF):
+                put = self._put(b"".join(group), group)
+                taken += put
+                if put < len(group):
+                    break
+        return taken
+
+    def _put(self, data, lines):
+        """Under the lock: write ``data``, the whole ``lines`` joined, or take them into the backlog; how many were taken."""
+        if self._closed:
+            return 0
+        if self._backlog:
+            # Behind lines already waiting: order within the process.
+            return self._enqueue_lines(lines)
+        owed, data = len(self._owed), self._owed + data
+        try:
+            written = self._write_now(data)
+        except (OSError, ValueError) as error:
+            # ValueError: a stand-in stream that was closed.
+            self._fail(error)
+            return 0
+        if written == 0:
+            return self._enqueue_lines(lines)
+        self._owed = b""
+        if written < len(data):
+            # Taken in part: a failed write. The lines before the cut are
+            # written whole; the cut one's rest, and the lines after it, never are.
+            self._cut(data, owed, written)
+            return data.count(b"\n", owed, written)
+        self._error = None
+        return len(lines)
+
+    def _enqueue_lines(self, lines):
+        """Put ``lines`` in the backlog, one entry each, while it takes them; how many it took."""
+        taken = 0
+        for line in lines:
+            if not self._enqueue(line):
+                break
+            taken += 1
+        return taken
 
     def stalled(self):
         """True while one write has been blocked longer than the stall limit."""
@@ -496,6 +530,19 @@ def _send_lines_whole(fd, max_line):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max_line + 64)
     except OSError as error:
         _log.warning("telemetry: cannot size the event socket's send buffer: %s", error)
+
+
+def _groups(lines, limit):
+    """``lines`` in runs of consecutive lines of at most ``limit`` bytes together (a longer line alone)."""
+    group, size = [], 0
+    for line in lines:
+        if group and size + len(line) > limit:
+            yield group
+            group, size = [], 0
+        group.append(line)
+        size += len(line)
+    if group:
+        yield group
 
 
 def _write_standin(stream, data):

@@ -16,7 +16,7 @@ from ..context import this_app, this_request
 from ..errors import BatchRefused, event_refusal
 from ..openapi import bearer_auth, responds, use_body
 from .bots import get_bot_filter
-from .event_logger import EventRejected, SinkUnavailable, get_event_logger
+from .event_logger import get_event_logger
 from .rate_limit import get_rate_limiter
 from .schemas import (
     EVENT_DOCUMENT,
@@ -156,8 +156,7 @@ def log_event(body):
 @limit_rate
 def log_batch(body):
     """Accept several analytics events at once, each judged as /log would judge it alone."""
-    logger = get_event_logger()
-    results = [_batch_result(logger, index, event) for index, event in enumerate(body["events"])]
+    results = _batch_results(get_event_logger(), body["events"])
     refused = [result["status"] for result in results if result["status"] != 202]
     for status in refused:
         metrics.count_rejected(status)
@@ -169,15 +168,32 @@ def log_batch(body):
     return _batch_schema.dump(reply), 202
 
 
-def _batch_result(logger, index, event):
-    """The answer ``/log`` would give ``event``, as one entry of a batch's results."""
-    try:
-        body = _event_schema.load(event)
-        accepted = logger.accept(body["event_type"], body["payload"], body.get("event_id"))
-    except (ValidationError, EventRejected, SinkUnavailable) as exc:
-        status, members = event_refusal(exc)
-        return {"index": index, "status": status, **members}
-    return {"index": index, "status": 202, "event_id": accepted.event_id}
+def _batch_results(logger, events):
+    """The answer ``/log`` would give each event, as the entries of a batch's results, in order.
+
+    The events valid alone are accepted together (``EventLogger.accept_all``),
+    so that their lines share writes.
+    """
+    results, valid, loaded = [None] * len(events), [], []
+    for index, event in enumerate(events):
+        try:
+            body = _event_schema.load(event)
+        except ValidationError as exc:
+            results[index] = _batch_refusal(index, exc)
+            continue
+        valid.append(index)
+        loaded.append((body["event_type"], body["payload"], body.get("event_id")))
+    for index, outcome in zip(valid, logger.accept_all(loaded)):
+        if isinstance(outcome, Exception):
+            results[index] = _batch_refusal(index, outcome)
+        else:
+            results[index] = {"index": index, "status": 202, "event_id": outcome.event_id}
+    return results
+
+
+def _batch_refusal(index, exc):
+    status, members = event_refusal(exc)
+    return {"index": index, "status": status, **members}
 
 
 # Sent with a 416: how long the script is, as bytes */length.
