@@ -41,7 +41,7 @@ def test_the_redaction_pre_check_is_true_whenever_redact_changes_or_refuses_a_pa
     except PayloadTooDeep:
         changed = True
     if changed:
-        assert redact_may_change(line, payload_classes(line), MAX_DEPTH)
+        assert redact_may_change(payload, line, payload_classes(line), MAX_DEPTH)
 
 
 @settings(max_examples=400, deadline=None)
@@ -60,15 +60,20 @@ def test_the_scrubbing_pre_check_is_true_whenever_scrub_changes_a_payload(payloa
 
 @pytest.mark.parametrize("payload, expected", [
     ({"user_id": "u-42", "chapter_id": "ch-3"}, False),
-    ({"note": "the token of thanks"}, True),  # a value, not a key: a look cannot tell them apart
+    # Without containers the keys decide: a value is never redacted.
+    ({"note": "the token of thanks", "n": 1, "ok": True, "x": None}, False),
     ({"api-key": "k"}, True),
-    ({"to\u212aen": "k"}, True),  # KELVIN SIGN matches "k" case-blind; on the line it is a \u escape
+    ({"to\u212aen": "k"}, True),  # KELVIN SIGN matches "k" case-blind
+    # With a container the line decides, and cannot tell a value from a key.
+    ({"notes": ["the token of thanks"]}, True),
+    ({"notes": ["to\u212aen"]}, True),  # on the line, a \u escape
+    ({"notes": ["thanks"], "to": "k"}, False),
     ({"a": {"b": {"c": {"d": {}}}}}, False),  # as deep as MAX_DEPTH allows
     ({"a": {"b": {"c": {"d": {"e": {}}}}}}, True),
 ])
 def test_the_redaction_pre_check_on_typical_payloads(payload, expected):
     line = _line(payload)
-    assert redact_may_change(line, payload_classes(line), MAX_DEPTH) is expected
+    assert redact_may_change(payload, line, payload_classes(line), MAX_DEPTH) is expected
 
 
 @pytest.mark.parametrize("truncated", [False, True])
@@ -132,5 +137,7 @@ def test_the_pre_check_looks_for_every_word_it_names():
     from app.analytics import payload_rules
 
     for word in payload_rules._SECRET_WORDS:
-        line = _line({"note": word})
-        assert redact_may_change(line, payload_classes(line), MAX_DEPTH), word
+        # In a list: a payload with a container is judged by its line.
+        payload = {"notes": [word]}
+        line = _line(payload)
+        assert redact_may_change(payload, line, payload_classes(line), MAX_DEPTH), word

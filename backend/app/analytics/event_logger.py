@@ -249,7 +249,7 @@ class EventLogger:
             line = classes = None
         if (
             line is None
-            or redact_may_change(line, classes, state.max_depth)
+            or redact_may_change(loaded, line, classes, state.max_depth)
             or key is not None and isinstance(loaded.get("user_id"), (dict, list, tuple))
         ):
             try:

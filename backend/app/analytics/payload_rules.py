@@ -61,16 +61,22 @@ def redact(value, max_depth, depth=0):
 _SECRET_WORDS = ("password", "token", "secret", "authorization", "apikey", "api.key", "api0key")
 
 
-def redact_may_change(line, classes, max_depth):
-    r"""False when ``redact`` returns the payload of the event ``line`` as it is and does not raise.
+def redact_may_change(payload, line, classes, max_depth):
+    r"""False when ``redact`` returns ``payload``, whose event line is ``line``, as it is and does not raise.
 
-    ``classes`` is ``scrubbing.payload_classes(line)``. True when a key may be
-    secret-named (a \u escape may hide a letter that matches one case-blind),
+    A payload that holds no container (most do not) nests no deeper than
+    itself, and only its own keys can name a secret: they say, and the
+    verdict for each set of keys is remembered. Any other payload is judged
+    by a look at its line, whose ``scrubbing.payload_classes`` are
+    ``classes``: True when a key may be secret-named (a value's text may look
+    like one, and a \u escape may hide a letter that matches one case-blind),
     or when the payload may nest deeper than ``max_depth``: a payload of n
     containers nests at most n - 1 levels below itself, and its brackets,
     counted in strings too, bound n from above (the line's own object is one
     more).
     """
+    if _SCALARS.issuperset(map(type, payload.values())):
+        return _names_a_secret(tuple(payload))
     return (
         line.count("{") + line.count("[") - 2 > max_depth
         or "\\u" in line
@@ -82,6 +88,15 @@ def redact_may_change(line, classes, max_depth):
         or "api.key" in classes
         or "api0key" in classes
     )
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+@functools.lru_cache(maxsize=1024)
+def _names_a_secret(keys):
+    # Payloads repeat the same few sets of keys.
+    return any(isinstance(key, str) and _is_secret_key(key) for key in keys)
 
 
 @functools.lru_cache(maxsize=4096)
