@@ -420,13 +420,9 @@ class EventSink:
                 if not self._backlog or self._abandoned:
                     return
                 # Several whole lines may share one write, up to PIPE_BUF.
-                count, size = 0, 0
-                for line in self._backlog:
-                    if count and size + len(line) > PIPE_BUF:
-                        break
-                    count, size = count + 1, size + len(line)
-                owed = len(self._owed)
-                chunk = self._owed + b"".join(self._backlog[index] for index in range(count))
+                group = next(_groups(self._backlog, PIPE_BUF))
+                count, owed = len(group), len(self._owed)
+                chunk = self._owed + b"".join(group)
                 self._writing_since = time.monotonic()
             try:
                 fd, standin = self._stream.target()
