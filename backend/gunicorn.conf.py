@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 
-
 def _make_directory(path):
     """Create the metrics directory if it is missing.
 
@@ -42,8 +41,10 @@ def on_starting(server):
     if path:
         _make_directory(path)
         if not os.path.isdir(path):
-            print(f"Configuration error: PROMETHEUS_MULTIPROC_DIR {path!r} does not exist and cannot be created",
-                  file=sys.stderr)
+            print(
+                f"Configuration error: PROMETHEUS_MULTIPROC_DIR {path!r} does not exist and cannot be created",
+                file=sys.stderr,
+            )
             raise SystemExit(4)  # what gunicorn itself exits with when the app cannot load
         for values in Path(path).glob("*.db"):
             values.unlink()

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from gunicorn_server import GunicornServer
 
 try:
@@ -161,7 +160,7 @@ def tracker_page(site, api, head="", **attributes):
         head=head,
         api=api.url,
         attributes="".join(
-            f' data-{name.replace("_", "-")}' + ("" if value is True else f'="{value}"')
+            f" data-{name.replace('_', '-')}" + ("" if value is True else f'="{value}"')
             for name, value in attributes.items()
         ),
     )

@@ -5,7 +5,6 @@ import logging
 import os
 
 import pytest
-
 from app import create_app
 from streams import UnreadPipe
 

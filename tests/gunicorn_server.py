@@ -33,8 +33,15 @@ class GunicornServer:
     """
 
     def __init__(
-        self, workdir, *options, workers=2, env=None, stdout=None, boot_timeout=30,
-        app="wsgi:app", ready_path="/api/telemetry/health",
+        self,
+        workdir,
+        *options,
+        workers=2,
+        env=None,
+        stdout=None,
+        boot_timeout=30,
+        app="wsgi:app",
+        ready_path="/api/telemetry/health",
     ):
         self.workdir = Path(workdir)
         self.stdout_path = self.workdir / "gunicorn.stdout"
@@ -57,8 +64,11 @@ class GunicornServer:
     def command(self):
         """The command line that starts the server."""
         return [
-            sys.executable, "-m", "gunicorn",
-            "--bind", f"127.0.0.1:{self.port or 0}",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{self.port or 0}",
             "--no-control-socket",
             *self.options,
             self.app,

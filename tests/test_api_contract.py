@@ -4,10 +4,9 @@ from dataclasses import dataclass
 
 import pytest
 import schemathesis
+from app import create_app
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import negative_data_rejection, not_a_server_error
-
-from app import create_app
 
 # The document comes from the route that serves it; each test then sends its
 # requests to its own app from the factory, which writes events to a temp file.

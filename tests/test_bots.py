@@ -1,9 +1,8 @@
 """Crawlers and automated browsers are answered but not written (SPEC S10); deliberate callers are not bots."""
 
 import pytest
-from prometheus_client import REGISTRY
-
 from app.analytics.bots import VERDICT_CACHE_SIZE
+from prometheus_client import REGISTRY
 
 LOG = "/api/telemetry/log"
 BATCH = "/api/telemetry/batch"

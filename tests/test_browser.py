@@ -5,7 +5,6 @@ import time
 import uuid
 
 import pytest
-
 from browser_support import (  # noqa: F401 (fixtures: one browser and one page server per module)
     BLANK,
     READER_USER_AGENT,
@@ -116,8 +115,11 @@ def test_beacons_sent_on_pagehide_arrive_after_the_page_is_left(page, api, site)
     batch = {
         "events": [
             {"event_type": "ai_block_used", "payload": {"block_type": "quiz", "marker": marker}},
-            {"event_type": "error_event", "payload": {"error_type": "TypeError", "marker": marker},
-             "event_id": client_id.upper()},
+            {
+                "event_type": "error_event",
+                "payload": {"error_type": "TypeError", "marker": marker},
+                "event_id": client_id.upper(),
+            },
         ]
     }
     page.goto(beacon_page(site, api, single, batch))
@@ -182,7 +184,11 @@ def test_tracker_reports_the_visit_tracked_events_and_errors(page, api, site):
     assert tracked["event_id"] == event_id
     assert half["payload"]["query"] == "half \ufffd"
     assert tracked["payload"] == {
-        "chapter_id": chapter, "block_type": "quiz", "query": None, "marker": marker, "user_id": user,
+        "chapter_id": chapter,
+        "block_type": "quiz",
+        "query": None,
+        "marker": marker,
+        "user_id": user,
     }
     errors = by_type["error_event"]
     assert len(errors) == 5  # at most five per page, whatever the page throws
@@ -327,6 +333,7 @@ def test_allow_list_lets_the_listed_origin_in_and_keeps_others_out(context, stri
     wait_for_lines(strict_api, marked(beaconed))
     time.sleep(0.3)  # the refused beacon left first; give it time all the same
     assert not [
-        line for line in strict_api.event_lines(while_running=True)
+        line
+        for line in strict_api.event_lines(while_running=True)
         if marked(not_fetched)(line) or marked(not_beaconed)(line)
     ]

@@ -3,7 +3,6 @@
 import uuid
 
 import pytest
-
 from browser_support import HEADLESS_ARGS, chromium_path, site  # noqa: F401 (fixtures)
 from gunicorn_server import GunicornServer
 

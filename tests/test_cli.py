@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from app.analytics.smoke import check_event_lines, run_smoke_checks
 from flask.cli import routes_command
+from gunicorn_server import REPO_ROOT
 from openapi_spec_validator import validate
 from prometheus_client import REGISTRY
-
-from app.analytics.smoke import check_event_lines, run_smoke_checks
-from gunicorn_server import REPO_ROOT
 
 
 def test_routes_lists_every_api_route(runner):
@@ -90,8 +89,13 @@ def test_log_rejects_bad_input_with_one_line(runner, events, args, message):
 
 
 SMOKED_PATHS = (
-    "/api/telemetry/log", "/api/telemetry/batch", "/api/telemetry/health", "/api/telemetry/client.js",
-    "/api/ai/quiz", "/api/openapi.json", "/metrics",
+    "/api/telemetry/log",
+    "/api/telemetry/batch",
+    "/api/telemetry/health",
+    "/api/telemetry/client.js",
+    "/api/ai/quiz",
+    "/api/openapi.json",
+    "/metrics",
 )
 
 
@@ -99,7 +103,8 @@ def telemetry_samples():
     """This process's telemetry metric samples, by name and labels."""
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in REGISTRY.collect() if family.name.startswith("telemetry_")
+        for family in REGISTRY.collect()
+        if family.name.startswith("telemetry_")
         for sample in family.samples
     }
 
@@ -150,7 +155,11 @@ def test_smoke_from_the_command_line_leaves_no_trace(production_environment):
 
     result = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "telemetry", "smoke"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr

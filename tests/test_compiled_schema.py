@@ -5,11 +5,10 @@ import itertools
 import types
 
 import pytest
-from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, validate
-
-from app.analytics.compiled_schema import CompiledSchema
 from app import create_app
+from app.analytics.compiled_schema import CompiledSchema
 from app.analytics.schemas import PAYLOAD_SCHEMAS, BatchSchema, EventAcceptedSchema, TelemetryEventSchema
+from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, validate
 
 
 class Text(str):

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from app import create_app
 from app.config import ConfigError
 

@@ -1,7 +1,6 @@
 """CORS on every /api answer, and the allow-list that keeps other origins' POSTs out."""
 
 import pytest
-
 from app.config import ConfigError
 
 LOG = "/api/telemetry/log"
@@ -161,7 +160,9 @@ def test_single_listed_origin_still_varies_on_origin(make_app):
     ],
 )
 @pytest.mark.parametrize("origin", [OTHER, "null", PAGE + ".evil.test"])
-def test_post_from_an_unlisted_origin_is_403_and_emits_nothing(listed_app, read_events, path, body, content_type, origin):
+def test_post_from_an_unlisted_origin_is_403_and_emits_nothing(
+    listed_app, read_events, path, body, content_type, origin
+):
     # A beacon or a text/plain fetch is sent without a preflight: CORS alone would let it in.
     response = listed_app.test_client().post(path, data=body, content_type=content_type, headers={"Origin": origin})
 

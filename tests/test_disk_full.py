@@ -14,10 +14,8 @@ import threading
 import time
 
 import pytest
-
 from app.analytics import sink as sink_module
 from app.analytics.sink import CutShort, write_line
-
 from gunicorn_server import GunicornServer
 
 SMALL = {"event_type": "chapter_visit", "payload": {"chapter_id": "ch-1"}}
@@ -109,7 +107,7 @@ def test_a_line_the_full_disk_cuts_is_refused_and_leaves_no_fragment(make_app, d
     # begun), overwritten where they lie: a line of no event.
     (fragment,) = blank
     assert 0 < len(fragment) < 3500
-    assert events_log.read_bytes()[size_before:size_before + len(fragment) + 1] == fragment + b"\n"
+    assert events_log.read_bytes()[size_before : size_before + len(fragment) + 1] == fragment + b"\n"
     assert (recovered_health[1]["events_refused"], recovered_health[1]["events_failed"]) == (2, 2)
 
 

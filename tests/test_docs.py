@@ -3,7 +3,6 @@
 import re
 
 import pytest
-
 from doc_commands import DocsSession, expected_output, output_matches, read_blocks
 from gunicorn_server import REPO_ROOT
 
@@ -66,9 +65,7 @@ def test_malformed_markers_are_errors_not_silent_runs(tmp_path, markdown, proble
 
 def test_output_block_belongs_to_the_command_right_above_it(tmp_path):
     document = tmp_path / "doc.md"
-    document.write_text(
-        "```sh\necho 1\n```\n\n```text\n1\n```\nProse.\n```sh\necho 2\n```\nProse.\n```text\n2\n```\n"
-    )
+    document.write_text("```sh\necho 1\n```\n\n```text\n1\n```\nProse.\n```sh\necho 2\n```\nProse.\n```text\n2\n```\n")
     blocks = read_blocks(document)
 
     assert expected_output(blocks, 0) is blocks[1]

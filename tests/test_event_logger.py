@@ -3,13 +3,12 @@
 import json
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from flask import Flask
-
 from app.analytics import EventLogger, EventRejected, InvalidPayload, UnknownEventType
+from flask import Flask
 
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z")
 
@@ -48,7 +47,7 @@ def test_log_emits_one_stamped_line(app, events, event_type, payload):
     assert str(uuid.UUID(line["event_id"])) == line["event_id"]
     assert TIMESTAMP.match(line["timestamp"])
     stamped = datetime.fromisoformat(line["timestamp"])
-    assert abs((datetime.now(timezone.utc) - stamped).total_seconds()) < 60
+    assert abs((datetime.now(UTC) - stamped).total_seconds()) < 60
 
 
 def test_lines_are_compact_ascii_json(app, read_events):

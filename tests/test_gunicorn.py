@@ -1,7 +1,6 @@
 """End to end under a real gunicorn: an event posted over HTTP is a line on stdout."""
 
 import pytest
-
 from gunicorn_server import GunicornServer
 
 pytestmark = pytest.mark.gunicorn

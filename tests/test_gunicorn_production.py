@@ -4,7 +4,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import pytest
-
 from gunicorn_server import GunicornServer, StdoutPipe, json_lines
 
 pytestmark = pytest.mark.gunicorn

@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from gunicorn_server import GunicornServer
 
 LOG = "/api/telemetry/log"
@@ -61,7 +60,9 @@ REFUSED = [
     pytest.param(b"[]", 400, {}, LOG, id="json-array"),
     pytest.param(b"7", 400, {}, LOG, id="json-number"),
     pytest.param(event(b"{}") + b" trailing", 400, {}, LOG, id="trailing-garbage"),
-    pytest.param(b'{"event_type":"chapter_visit","event_type":"error_event"}', 400, {}, LOG, id="duplicate-top-level-key"),
+    pytest.param(
+        b'{"event_type":"chapter_visit","event_type":"error_event"}', 400, {}, LOG, id="duplicate-top-level-key"
+    ),
     pytest.param(event(b'{"user_id":"a","user_id":"b"}'), 400, {}, LOG, id="duplicate-payload-key"),
     pytest.param(b'{"chapter_id":"c","chapter_id":"d","question":"q"}', 400, {}, ASK, id="ai-block-duplicate-key"),
     pytest.param(batch(event(nested(1_000))), 400, {}, BATCH, id="batch-event-nested-1000-deep"),

@@ -7,10 +7,9 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+from gunicorn_server import REPO_ROOT, GunicornServer
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
-
-from gunicorn_server import REPO_ROOT, GunicornServer
 
 LOG = "/api/telemetry/log"
 BATCH = "/api/telemetry/batch"
@@ -65,48 +64,68 @@ def events_moved(counts):
     ("send", "config", "moved"),
     [
         pytest.param(
-            lambda client: client.post(LOG, json=VISIT), {},
-            {("telemetry_events_accepted_total", "chapter_visit"): 1}, id="202",
+            lambda client: client.post(LOG, json=VISIT),
+            {},
+            {("telemetry_events_accepted_total", "chapter_visit"): 1},
+            id="202",
         ),
         pytest.param(
-            lambda client: client.post(LOG, data=b"{", content_type="application/json"), {},
-            {("telemetry_events_rejected_total", "400"): 1}, id="400",
+            lambda client: client.post(LOG, data=b"{", content_type="application/json"),
+            {},
+            {("telemetry_events_rejected_total", "400"): 1},
+            id="400",
         ),
         pytest.param(
-            lambda client: client.post(LOG, json=VISIT), {"TELEMETRY_INGEST_TOKEN": "t0ken"},
-            {("telemetry_events_rejected_total", "401"): 1}, id="401",
+            lambda client: client.post(LOG, json=VISIT),
+            {"TELEMETRY_INGEST_TOKEN": "t0ken"},
+            {("telemetry_events_rejected_total", "401"): 1},
+            id="401",
         ),
         pytest.param(
             lambda client: client.post(LOG, json=VISIT, headers={"Origin": "https://elsewhere.example"}),
             {"CORS_ORIGINS": "https://textbook.example"},
-            {("telemetry_events_rejected_total", "403"): 1}, id="403",
+            {("telemetry_events_rejected_total", "403"): 1},
+            id="403",
         ),
         pytest.param(
-            lambda client: client.post(LOG, json=TOO_LARGE), {},
-            {("telemetry_events_rejected_total", "413"): 1}, id="413-line",
+            lambda client: client.post(LOG, json=TOO_LARGE),
+            {},
+            {("telemetry_events_rejected_total", "413"): 1},
+            id="413-line",
         ),
         pytest.param(
-            lambda client: client.post(LOG, json={"events": [VISIT] * 10}), {"MAX_CONTENT_LENGTH": 256},
-            {("telemetry_events_rejected_total", "413"): 1}, id="413-body",
+            lambda client: client.post(LOG, json={"events": [VISIT] * 10}),
+            {"MAX_CONTENT_LENGTH": 256},
+            {("telemetry_events_rejected_total", "413"): 1},
+            id="413-body",
         ),
         pytest.param(
-            lambda client: client.post(LOG, data=b"{}", content_type="text/html"), {},
-            {("telemetry_events_rejected_total", "415"): 1}, id="415",
+            lambda client: client.post(LOG, data=b"{}", content_type="text/html"),
+            {},
+            {("telemetry_events_rejected_total", "415"): 1},
+            id="415",
         ),
         pytest.param(
-            lambda client: client.post(LOG, json=INVALID), {},
-            {("telemetry_events_rejected_total", "422"): 1}, id="422",
+            lambda client: client.post(LOG, json=INVALID),
+            {},
+            {("telemetry_events_rejected_total", "422"): 1},
+            id="422",
         ),
         pytest.param(
-            lambda client: client.post(BATCH, json={"events": []}), {},
-            {("telemetry_events_rejected_total", "422"): 1}, id="batch-bad-envelope-counts-once",
+            lambda client: client.post(BATCH, json={"events": []}),
+            {},
+            {("telemetry_events_rejected_total", "422"): 1},
+            id="batch-bad-envelope-counts-once",
         ),
         pytest.param(
-            lambda client: client.post(BATCH, data=b"{", content_type="text/plain"), {},
-            {("telemetry_events_rejected_total", "400"): 1}, id="batch-unreadable-body-counts-once",
+            lambda client: client.post(BATCH, data=b"{", content_type="text/plain"),
+            {},
+            {("telemetry_events_rejected_total", "400"): 1},
+            id="batch-unreadable-body-counts-once",
         ),
         pytest.param(
-            lambda client: client.post(BATCH, json={"events": [VISIT, INVALID, TOO_LARGE, VISIT, INVALID]}), {},
+            lambda client: client.post(BATCH, json={"events": [VISIT, INVALID, TOO_LARGE, VISIT, INVALID]}),
+            {},
             {
                 ("telemetry_events_accepted_total", "chapter_visit"): 2,
                 ("telemetry_events_rejected_total", "422"): 2,
@@ -115,18 +134,28 @@ def events_moved(counts):
             id="batch-mixed-counts-each-event",
         ),
         pytest.param(
-            lambda client: client.post(BATCH, json={"events": [INVALID, INVALID]}), {},
-            {("telemetry_events_rejected_total", "422"): 2}, id="batch-none-accepted",
+            lambda client: client.post(BATCH, json={"events": [INVALID, INVALID]}),
+            {},
+            {("telemetry_events_rejected_total", "422"): 2},
+            id="batch-none-accepted",
         ),
         pytest.param(
-            lambda client: client.post("/api/ai/quiz", json={"chapter_id": "c"}), {},
-            {("telemetry_events_accepted_total", "ai_block_used"): 1}, id="ai-block",
+            lambda client: client.post("/api/ai/quiz", json={"chapter_id": "c"}),
+            {},
+            {("telemetry_events_accepted_total", "ai_block_used"): 1},
+            id="ai-block",
         ),
         pytest.param(
-            lambda client: client.post("/api/ai/quiz", json={"chapter_id": ""}), {}, {}, id="ai-block-422-is-no-event",
+            lambda client: client.post("/api/ai/quiz", json={"chapter_id": ""}),
+            {},
+            {},
+            id="ai-block-422-is-no-event",
         ),
         pytest.param(
-            lambda client: client.get("/api/telemetry/health"), {}, {}, id="health-counts-nothing",
+            lambda client: client.get("/api/telemetry/health"),
+            {},
+            {},
+            id="health-counts-nothing",
         ),
     ],
 )
@@ -309,7 +338,9 @@ def test_gunicorn_hooks_empty_the_directory_and_mark_dead_workers(tmp_path, monk
     config.child_exit(server=None, worker=SimpleNamespace(pid=11))
 
     assert sorted(path.name for path in metrics_dir.iterdir()) == [
-        "counter_11.db", "gauge_livesum_12.db", "histogram_11.db",
+        "counter_11.db",
+        "gauge_livesum_12.db",
+        "histogram_11.db",
     ]
     config.on_starting(server=None)
     assert list(metrics_dir.iterdir()) == []

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from app import create_app
 from app.config import ConfigError
 from gunicorn_server import REPO_ROOT
@@ -40,7 +39,8 @@ def test_unusable_metrics_directory_stops_startup(tmp_path, monkeypatch, make_va
         pytest.param([*GUNICORN, "--preload", "wsgi:app"], marks=pytest.mark.gunicorn, id="gunicorn-preload"),
         # The settings file creates a missing directory; one it cannot create is the app's to report.
         pytest.param(
-            [*GUNICORN, "--config", "backend/gunicorn.conf.py", "wsgi:app"], marks=pytest.mark.gunicorn,
+            [*GUNICORN, "--config", "backend/gunicorn.conf.py", "wsgi:app"],
+            marks=pytest.mark.gunicorn,
             id="gunicorn-config",
         ),
     ],
@@ -70,7 +70,11 @@ def test_a_command_that_counts_nothing_leaves_the_metrics_directory_empty(tmp_pa
 
     subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "telemetry", "health"],
-        cwd=REPO_ROOT, env=env, capture_output=True, check=True, timeout=60,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=60,
     )
 
     assert list(metrics_dir.iterdir()) == []

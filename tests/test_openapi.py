@@ -7,7 +7,6 @@ import yaml
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from openapi_spec_validator import validate
 
-
 LOG = "/api/telemetry/log"
 
 BATCH = "/api/telemetry/batch"
@@ -135,8 +134,12 @@ def test_every_operation_says_who_may_call_it_and_what_it_does(document):
 
 
 def test_every_tag_is_defined_and_described(document):
-    used = {tag for operations in document["paths"].values() for operation in operations.values()
-            for tag in operation["tags"]}
+    used = {
+        tag
+        for operations in document["paths"].values()
+        for operation in operations.values()
+        for tag in operation["tags"]
+    }
     defined = {tag["name"]: tag["description"] for tag in document["tags"]}
 
     assert set(defined) == used == {"ai_blocks", "docs", "metrics", "telemetry"}

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from app import create_app
 from gunicorn_server import REPO_ROOT
 
@@ -26,7 +25,12 @@ LINT_TIMEOUT = 120
 LINTERS = {
     "redocly": ["lint", "--config", str(TESTS / "redocly.yaml"), "--format=json"],
     "spectral": [
-        "lint", "--ruleset", str(TESTS / ".spectral.yaml"), "--format=json", "--quiet", "--fail-severity=hint",
+        "lint",
+        "--ruleset",
+        str(TESTS / ".spectral.yaml"),
+        "--format=json",
+        "--quiet",
+        "--fail-severity=hint",
     ],
 }
 # No usage reports and no update checks: the tests talk to loopback only.
@@ -60,7 +64,11 @@ def lint_runs(tmp_path_factory):
     runs = {
         name: subprocess.Popen(
             [str(BIN / name), *options, str(served), str(CONTRACT)],
-            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for name, options in LINTERS.items()
     }

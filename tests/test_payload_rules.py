@@ -3,22 +3,36 @@
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
-
 from app.analytics.analytics_models import AnalyticsEvent
 from app.analytics.payload_rules import PayloadTooDeep, redact, redact_may_change
-from app.analytics.schemas import BatchResultSchema, BatchResults
+from app.analytics.schemas import BatchResults, BatchResultSchema
 from app.analytics.scrubbing import may_hold_secrets, payload_classes, scrub
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 MAX_DEPTH = 4
 
 # Keys near the secret names (case, separators, non-ASCII look-alikes that match case-blind).
 _KEYS = st.one_of(
     st.text(max_size=8),
-    st.sampled_from([
-        "user_id", "chapter_id", "Password", "x-API-key", "api_key", "apikey", "api key", "accessToken",
-        "client_secret", "AUTHORIZATION", "to\u212aen", "pa\u017fsword", "tok", "passwd",
-    ]),
+    st.sampled_from(
+        [
+            "user_id",
+            "chapter_id",
+            "Password",
+            "x-API-key",
+            "api_key",
+            "apikey",
+            "api key",
+            "accessToken",
+            "client_secret",
+            "AUTHORIZATION",
+            "to\u212aen",
+            "pa\u017fsword",
+            "tok",
+            "passwd",
+        ]
+    ),
 )
 _VALUES = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12)),
@@ -45,39 +59,59 @@ def test_the_redaction_pre_check_is_true_whenever_redact_changes_or_refuses_a_pa
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.dictionaries(_KEYS, st.recursive(
-    st.one_of(st.text(max_size=20), st.sampled_from([
-        "a@b.co", "Bearer abc123def456", "eyJhbGciOi.eyJzdWIi.sig", "4111 1111 1111 1111",
-        "https://u:p@h.example/x", "?token=abc", "x@y", "1234567890123",
-    ])),
-    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(_KEYS, children, max_size=3)),
-    max_leaves=8,
-), max_size=4))
+@given(
+    st.dictionaries(
+        _KEYS,
+        st.recursive(
+            st.one_of(
+                st.text(max_size=20),
+                st.sampled_from(
+                    [
+                        "a@b.co",
+                        "Bearer abc123def456",
+                        "eyJhbGciOi.eyJzdWIi.sig",
+                        "4111 1111 1111 1111",
+                        "https://u:p@h.example/x",
+                        "?token=abc",
+                        "x@y",
+                        "1234567890123",
+                    ]
+                ),
+            ),
+            lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(_KEYS, children, max_size=3)),
+            max_leaves=8,
+        ),
+        max_size=4,
+    )
+)
 def test_the_scrubbing_pre_check_is_true_whenever_scrub_changes_a_payload(payload):
     if scrub(payload) != payload:
         assert may_hold_secrets(payload_classes(_line(payload)))
 
 
-@pytest.mark.parametrize("payload, expected", [
-    ({"user_id": "u-42", "chapter_id": "ch-3"}, False),
-    # Without containers the keys decide: a value is never redacted.
-    ({"note": "the token of thanks", "n": 1, "ok": True, "x": None}, False),
-    ({"api-key": "k"}, True),
-    ({"to\u212aen": "k"}, True),  # KELVIN SIGN matches "k" case-blind
-    # With a container the line decides, and cannot tell a value from a key.
-    ({"notes": ["the token of thanks"]}, True),
-    ({"notes": ["to\u212aen"]}, True),  # on the line, a \u escape
-    ({"notes": ["thanks"], "to": "k"}, False),
-    ({"a": {"b": {"c": {"d": {}}}}}, False),  # as deep as MAX_DEPTH allows
-    ({"a": {"b": {"c": {"d": {"e": {}}}}}}, True),
-])
+@pytest.mark.parametrize(
+    "payload, expected",
+    [
+        ({"user_id": "u-42", "chapter_id": "ch-3"}, False),
+        # Without containers the keys decide: a value is never redacted.
+        ({"note": "the token of thanks", "n": 1, "ok": True, "x": None}, False),
+        ({"api-key": "k"}, True),
+        ({"to\u212aen": "k"}, True),  # KELVIN SIGN matches "k" case-blind
+        # With a container the line decides, and cannot tell a value from a key.
+        ({"notes": ["the token of thanks"]}, True),
+        ({"notes": ["to\u212aen"]}, True),  # on the line, a \u escape
+        ({"notes": ["thanks"], "to": "k"}, False),
+        ({"a": {"b": {"c": {"d": {}}}}}, False),  # as deep as MAX_DEPTH allows
+        ({"a": {"b": {"c": {"d": {"e": {}}}}}}, True),
+    ],
+)
 def test_the_redaction_pre_check_on_typical_payloads(payload, expected):
     line = _line(payload)
     assert redact_may_change(payload, line, payload_classes(line), MAX_DEPTH) is expected
 
 
 @pytest.mark.parametrize("truncated", [False, True])
-@pytest.mark.parametrize("payload", [{}, {"a": [1, 2.5, None, True, {"x": "é\"\\\n\u2028"}]}, {"k": "v"}])
+@pytest.mark.parametrize("payload", [{}, {"a": [1, 2.5, None, True, {"x": 'é"\\\n\u2028'}]}, {"k": "v"}])
 def test_an_event_line_is_its_dict_encoded_compact_and_ascii(payload, truncated):
     event = AnalyticsEvent("chapter_visit", payload, truncated=truncated)
     assert event.to_line() == json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=True, allow_nan=False)
@@ -89,12 +123,20 @@ def test_an_event_line_refuses_what_json_refuses(value):
         AnalyticsEvent("chapter_visit", value).to_line()
 
 
-@pytest.mark.parametrize("result", [
-    {"index": 0, "status": 202, "event_id": "0b6f3c1e-8d0a-4c57-9f43-2a1d9b8e7c65"},
-    {"index": 1, "status": 422, "detail": "The event failed validation.", "errors": {"payload": {"user_id": ["Not a valid string."]}}},
-    {"index": 2, "status": 413, "detail": "The event is too large: the line would be 9000 bytes."},
-    {"index": 3, "status": 503, "detail": "The event was not accepted: the event sink is unavailable."},
-])
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"index": 0, "status": 202, "event_id": "0b6f3c1e-8d0a-4c57-9f43-2a1d9b8e7c65"},
+        {
+            "index": 1,
+            "status": 422,
+            "detail": "The event failed validation.",
+            "errors": {"payload": {"user_id": ["Not a valid string."]}},
+        },
+        {"index": 2, "status": 413, "detail": "The event is too large: the line would be 9000 bytes."},
+        {"index": 3, "status": 503, "detail": "The event was not accepted: the event sink is unavailable."},
+    ],
+)
 def test_a_batch_result_passes_through_as_its_schema_would_dump_it(result):
     assert BatchResults().serialize("results", {"results": [result]}) == [BatchResultSchema().dump(result)]
 
@@ -111,10 +153,15 @@ def keyed_app():
 
 @settings(max_examples=300, deadline=None)
 # error_event's own fields are type-checked; any other key is kept as sent.
-@given(payload=st.dictionaries(
-    st.one_of(_KEYS, st.just("user_id")).filter(lambda key: key not in {"error_type", "error_message", "chapter_id", "section_id"}),
-    _VALUES, max_size=4,
-))
+@given(
+    payload=st.dictionaries(
+        st.one_of(_KEYS, st.just("user_id")).filter(
+            lambda key: key not in {"error_type", "error_message", "chapter_id", "section_id"}
+        ),
+        _VALUES,
+        max_size=4,
+    )
+)
 def test_built_events_are_what_every_rule_applied_in_order_gives(keyed_app, payload):
     """The pre-checks only skip work: the event is the one the rules give, walked one after the other."""
     from app.analytics.payload_rules import pseudonymise
@@ -123,7 +170,9 @@ def test_built_events_are_what_every_rule_applied_in_order_gives(keyed_app, payl
     with keyed_app.app_context():
         logger = keyed_app.extensions["event_logger"]
         try:
-            expected = scrub(pseudonymise(redact(PAYLOAD_SCHEMAS["error_event"].load(payload), MAX_DEPTH), _KEY.encode()))
+            expected = scrub(
+                pseudonymise(redact(PAYLOAD_SCHEMAS["error_event"].load(payload), MAX_DEPTH), _KEY.encode())
+            )
         except PayloadTooDeep:
             with pytest.raises(ValueError, match="nests deeper"):
                 logger._build(logger._state(), "error_event", payload)

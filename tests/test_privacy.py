@@ -7,7 +7,6 @@ import json
 import logging
 
 import pytest
-
 from app import create_app
 from app.config import ConfigError
 from gunicorn_server import GunicornServer
@@ -75,8 +74,15 @@ def test_the_key_is_never_shown(make_app, capsys, caplog):
     health = client.get("/api/telemetry/health")
     document = client.get("/api/openapi.json")
     cli = app.test_cli_runner().invoke(args=["telemetry", "health"])
-    shown = [repr(app.config), str(app.config["TELEMETRY_USER_ID_KEY"]), health.get_data(as_text=True),
-             document.get_data(as_text=True), cli.output, caplog.text, *capsys.readouterr()]
+    shown = [
+        repr(app.config),
+        str(app.config["TELEMETRY_USER_ID_KEY"]),
+        health.get_data(as_text=True),
+        document.get_data(as_text=True),
+        cli.output,
+        caplog.text,
+        *capsys.readouterr(),
+    ]
     assert not [text for text in shown if KEY in text]
 
 
@@ -96,10 +102,12 @@ def test_values_are_scrubbed_on_log_and_batch(client, events):
     )
     batch = client.post(
         "/api/telemetry/batch",
-        json={"events": [
-            {"event_type": "error_event", "payload": {"error_message": SECRETS_MESSAGE}},
-            {"event_type": "ai_block_used", "payload": {"query": QUESTION, "chapter_id": "ch-2026-0001-0042"}},
-        ]},
+        json={
+            "events": [
+                {"event_type": "error_event", "payload": {"error_message": SECRETS_MESSAGE}},
+                {"event_type": "ai_block_used", "payload": {"query": QUESTION, "chapter_id": "ch-2026-0001-0042"}},
+            ]
+        },
     )
     assert (log.status_code, batch.status_code) == (202, 202)
     assert _payloads(events()) == [
@@ -164,18 +172,28 @@ def keyed_app(make_app):
 def test_every_user_id_written_is_a_pseudonym(keyed_app, read_events):
     client = keyed_app.test_client()
     client.post("/api/telemetry/log", json={"event_type": "chapter_visit", "payload": {"user_id": "u-42"}})
-    client.post("/api/telemetry/batch", json={"events": [
-        {"event_type": "chapter_visit", "payload": {"user_id": "u-42", "chapter_id": "ch-3"}},
-        {"event_type": "error_event", "payload": {"user_id": 42, "error_type": "E"}},
-        {"event_type": "ai_block_used", "payload": {"user_id": "anonymous"}},
-    ]})
+    client.post(
+        "/api/telemetry/batch",
+        json={
+            "events": [
+                {"event_type": "chapter_visit", "payload": {"user_id": "u-42", "chapter_id": "ch-3"}},
+                {"event_type": "error_event", "payload": {"user_id": 42, "error_type": "E"}},
+                {"event_type": "ai_block_used", "payload": {"user_id": "anonymous"}},
+            ]
+        },
+    )
     client.post("/api/ai/quiz", json={"chapter_id": "ch-3"}, headers={"X-User-Id": "u-42"})
     client.post("/api/ai/quiz", json={"chapter_id": "ch-3"})
     with keyed_app.app_context():
         keyed_app.extensions["event_logger"].log("chapter_visit", {"user_id": "reader@school.example.org"})
     user_ids = [payload.get("user_id") for payload in _payloads(read_events(keyed_app))]
     assert user_ids == [
-        pseudonym("u-42"), pseudonym("u-42"), pseudonym("42"), "anonymous", pseudonym("u-42"), "anonymous",
+        pseudonym("u-42"),
+        pseudonym("u-42"),
+        pseudonym("42"),
+        "anonymous",
+        pseudonym("u-42"),
+        "anonymous",
         # Keyed before scrubbing: an e-mail user id gets its own pseudonym, not that of "[EMAIL]".
         pseudonym("reader@school.example.org"),
     ]
@@ -184,7 +202,9 @@ def test_every_user_id_written_is_a_pseudonym(keyed_app, read_events):
 def test_a_new_key_gives_new_pseudonyms(make_app, read_events):
     first, second = make_app({"TELEMETRY_USER_ID_KEY": KEY}), make_app({"TELEMETRY_USER_ID_KEY": OTHER_KEY})
     for app in (first, second):
-        app.test_client().post("/api/telemetry/log", json={"event_type": "chapter_visit", "payload": {"user_id": "u-42"}})
+        app.test_client().post(
+            "/api/telemetry/log", json={"event_type": "chapter_visit", "payload": {"user_id": "u-42"}}
+        )
     (old,), (new,) = _payloads(read_events(first)), _payloads(read_events(second))
     assert old["user_id"] == pseudonym("u-42") and new["user_id"] == pseudonym("u-42", OTHER_KEY)
     assert old != new
@@ -282,9 +302,7 @@ def test_no_event_or_log_line_holds_the_readers_address_or_headers(make_app, rea
 
 @pytest.fixture(scope="module")
 def gunicorn(tmp_path_factory):
-    server = GunicornServer(
-        tmp_path_factory.mktemp("privacy"), workers=2, env={"FLASK_TELEMETRY_USER_ID_KEY": KEY}
-    )
+    server = GunicornServer(tmp_path_factory.mktemp("privacy"), workers=2, env={"FLASK_TELEMETRY_USER_ID_KEY": KEY})
     with server:
         yield server
 
@@ -294,9 +312,16 @@ def _send_from_reader(server, method, path, body=None, headers=None):
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10, source_address=(CLIENT_ADDRESS, 0))
     try:
         data = json.dumps(body) if body is not None else None
-        connection.request(method, path, body=data, headers={
-            **MARKERS, "Content-Type": "application/json", **(headers or {}),
-        })
+        connection.request(
+            method,
+            path,
+            body=data,
+            headers={
+                **MARKERS,
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
+        )
         response = connection.getresponse()
         return response.status, json.loads(response.read() or b"null")
     finally:
@@ -307,11 +332,19 @@ def _send_from_reader(server, method, path, body=None, headers=None):
 def test_gunicorn_writes_scrubbed_pseudonymous_events_and_nothing_about_the_reader(gunicorn):
     send = lambda *args, **kwargs: _send_from_reader(gunicorn, *args, **kwargs)  # noqa: E731
     answers = [
-        send("POST", "/api/telemetry/log", {"event_type": "error_event", "payload": {"error_message": SECRETS_MESSAGE}}),
-        send("POST", "/api/telemetry/batch", {"events": [
-            {"event_type": "chapter_visit", "payload": {"user_id": "u-42", "chapter_id": "ch-3"}},
-            {"event_type": "chapter_visit", "payload": {"user_id": "anonymous"}},
-        ]}),
+        send(
+            "POST", "/api/telemetry/log", {"event_type": "error_event", "payload": {"error_message": SECRETS_MESSAGE}}
+        ),
+        send(
+            "POST",
+            "/api/telemetry/batch",
+            {
+                "events": [
+                    {"event_type": "chapter_visit", "payload": {"user_id": "u-42", "chapter_id": "ch-3"}},
+                    {"event_type": "chapter_visit", "payload": {"user_id": "anonymous"}},
+                ]
+            },
+        ),
         send("POST", *BLOCKS[0], headers={"X-User-Id": "u-42"}),
         send("POST", *BLOCKS[0], headers={"X-User-Id": "u-42", "Sec-GPC": "1"}),
         send("POST", "/api/telemetry/log", {"event_type": "nope"}),
@@ -326,10 +359,20 @@ def test_gunicorn_writes_scrubbed_pseudonymous_events_and_nothing_about_the_read
         {"error_message": SCRUBBED_MESSAGE},
         {"user_id": pseudonym("u-42"), "chapter_id": "ch-3"},
         {"user_id": "anonymous"},
-        {"user_id": pseudonym("u-42"), "chapter_id": "ch-3", "section_id": "s-1", "block_type": "ask-question",
-         "query": "My e-mail is [EMAIL], why is the sky blue?"},
-        {"user_id": "anonymous", "chapter_id": "ch-3", "section_id": "s-1", "block_type": "ask-question",
-         "query": None},
+        {
+            "user_id": pseudonym("u-42"),
+            "chapter_id": "ch-3",
+            "section_id": "s-1",
+            "block_type": "ask-question",
+            "query": "My e-mail is [EMAIL], why is the sky blue?",
+        },
+        {
+            "user_id": "anonymous",
+            "chapter_id": "ch-3",
+            "section_id": "s-1",
+            "block_type": "ask-question",
+            "query": None,
+        },
     ]
     written = gunicorn.stdout_path.read_text() + gunicorn.stderr_text() + json.dumps(answers)
     assert _leaks(written) == []

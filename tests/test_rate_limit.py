@@ -4,10 +4,9 @@ import logging
 import time
 
 import pytest
-from prometheus_client import REGISTRY
-
 from app import create_app
 from app.config import ConfigError
+from prometheus_client import REGISTRY
 from redis_server import RedisServer, SilentPort
 
 LOG = "/api/telemetry/log"
@@ -139,10 +138,9 @@ def test_memory_counting_starts_no_thread_and_sweeps_expired_counters(monkeypatc
     """limits' MemoryStorage starts a timer thread every 10 ms of traffic; ours sweeps on the request path."""
     import threading
 
+    from app.analytics import rate_limit
     from limits import parse
     from limits.strategies import FixedWindowRateLimiter
-
-    from app.analytics import rate_limit
 
     storage = rate_limit.SweptMemoryStorage("memory://")
     limiter = FixedWindowRateLimiter(storage)

@@ -1,7 +1,6 @@
 """Under a real gunicorn: workers that share one real Redis admit exactly the limit between them."""
 
 import pytest
-
 from gunicorn_server import GunicornServer
 from redis_server import RedisServer
 

@@ -12,9 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-
 from app.analytics.sink import AppendFile, EventSink, StdoutStream, write_line
-
 from gunicorn_server import REPO_ROOT
 from streams import UnreadPipe
 
@@ -109,7 +107,9 @@ def test_a_batch_writes_whole_lines_together_up_to_pipe_buf(make_app, tmp_path, 
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", write)
-    batch = [{"event_type": "error_event", "payload": {"error_message": f"{number} " + "x" * 300}} for number in range(50)]
+    batch = [
+        {"event_type": "error_event", "payload": {"error_message": f"{number} " + "x" * 300}} for number in range(50)
+    ]
 
     response = client.post("/api/telemetry/batch", json={"events": batch})
 
@@ -330,7 +330,11 @@ def test_normal_interpreter_exit_writes_every_queued_event(tmp_path, events_log)
         env["FLASK_TELEMETRY_EVENTS_LOG"] = str(tmp_path / events_log)
     done = subprocess.run(
         [sys.executable, "-c", _EXIT_WITHOUT_SHUTDOWN],
-        cwd=REPO_ROOT, env=env, capture_output=True, timeout=60, check=True,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=True,
     )
 
     stream = (tmp_path / events_log).read_bytes() if events_log else done.stdout
@@ -406,7 +410,6 @@ def _read_until_closed(sock):
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
-
 
 
 def test_a_line_a_stream_takes_in_part_is_refused_and_ended_before_the_next(monkeypatch):

@@ -1,11 +1,9 @@
 """In headless Chromium: the tracker loses nothing a reader did (S12), against a live gunicorn on another origin."""
 
-import json
 import re
 from pathlib import Path
 
 import pytest
-
 from browser_support import (  # noqa: F401 (fixtures: one browser and one page server per module)
     BLANK,
     STORED_EVENTS,
@@ -154,10 +152,15 @@ def test_two_tabs_never_send_the_same_stored_event_and_deliver_all(context, api,
     context.on("request", lambda request: sent.append(request) if request.url.endswith("/batch") else None)
     marker = new_marker()
     failing = context.new_page()
-    failing.route(f"{api.url}/api/telemetry/batch", lambda route: route.fulfill(
-        status=503, headers={"Access-Control-Allow-Origin": "*", "Retry-After": "60"},
-        content_type="application/problem+json", body='{"status": 503}',
-    ))
+    failing.route(
+        f"{api.url}/api/telemetry/batch",
+        lambda route: route.fulfill(
+            status=503,
+            headers={"Access-Control-Allow-Origin": "*", "Retry-After": "60"},
+            content_type="application/problem+json",
+            body='{"status": 503}',
+        ),
+    )
     open_tracker(failing, tracker_page(site, api))
     # Two batches' worth, so that one tab is still sending them when the other wants to.
     tracked = failing.evaluate(
@@ -188,8 +191,9 @@ def test_two_tabs_never_send_the_same_stored_event_and_deliver_all(context, api,
 
 
 def test_calls_made_through_the_readme_snippet_before_the_script_loads_run_in_order(page, api, site):
-    (snippet,) = re.findall(r"^ *(window\.TextbookTelemetry = window\.TextbookTelemetry \|\|.*)$",
-                            README.read_text(), re.M)
+    (snippet,) = re.findall(
+        r"^ *(window\.TextbookTelemetry = window\.TextbookTelemetry \|\|.*)$", README.read_text(), re.M
+    )
     marker = new_marker()
     head = f"""<script>{snippet}</script>
 <script>
@@ -208,7 +212,10 @@ def test_calls_made_through_the_readme_snippet_before_the_script_loads_run_in_or
 
     lines = wait_for_lines(api, marked(marker), count=4)
     assert [(line["event_type"], line["payload"].get("n")) for line in lines] == [
-        ("error_event", 1), ("chapter_visit", None), ("error_event", 2), ("error_event", 3),
+        ("error_event", 1),
+        ("chapter_visit", None),
+        ("error_event", 2),
+        ("error_event", 3),
     ]
     assert "user_id" not in lines[0]["payload"]
     assert all(line["payload"]["user_id"] == f"u-{marker}" for line in lines[1:])
@@ -216,7 +223,7 @@ def test_calls_made_through_the_readme_snippet_before_the_script_loads_run_in_or
 
 def test_readme_examples_never_throw_when_the_script_cannot_load(page, site):
     text = README.read_text()
-    section = text[text.index("## From a web page"):text.index("## Using the EventLogger")]
+    section = text[text.index("## From a web page") : text.index("## Using the EventLogger")]
     examples = [block for block in re.findall(r"```html\n(.*?)```", section, re.S) if "TextbookTelemetry" in block]
     assert examples
     errors = []

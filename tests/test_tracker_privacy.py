@@ -1,7 +1,6 @@
 """In headless Chromium: the tracker's opt-out, consent and Global Privacy Control (S11), against a live gunicorn."""
 
 import pytest
-
 from browser_support import (  # noqa: F401 (fixtures: one browser and one page server per module)
     STORED_EVENTS,
     api,
@@ -65,10 +64,15 @@ def test_opt_out_is_remembered_across_pages_of_the_origin_until_opt_in(context, 
 
 
 def test_opting_out_forgets_what_was_queued_and_stored(context, page, api, site, batches):
-    page.route(f"{api.url}/api/telemetry/batch", lambda route: route.fulfill(
-        status=503, headers={"Access-Control-Allow-Origin": "*"},
-        content_type="application/problem+json", body='{"status": 503}',
-    ))
+    page.route(
+        f"{api.url}/api/telemetry/batch",
+        lambda route: route.fulfill(
+            status=503,
+            headers={"Access-Control-Allow-Origin": "*"},
+            content_type="application/problem+json",
+            body='{"status": 503}',
+        ),
+    )
     marker = new_marker()
     open_tracker(page, tracker_page(site, api))
     page.evaluate(TRACK, f"{marker}-stored")

@@ -3,12 +3,12 @@
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import metrics
 from .analytics import EventLogger, bots, rate_limit
 from .analytics.telemetry_router import bp as telemetry_bp
 from .api.ai_blocks import bp as ai_blocks_bp
 from .api.docs import bp as docs_bp
 from .config import DEFAULTS, validate_app_config
-from . import metrics
 from .cors import init_cors
 from .errors import register_error_handlers
 from .json_body import StrictJSONProvider

@@ -190,6 +190,5 @@ def _check_writable(path):
             pass
     except OSError as exc:
         raise ConfigError(
-            f"TELEMETRY_EVENTS_LOG {path!r} cannot be opened for appending: "
-            f"{exc.strerror or exc}"
+            f"TELEMETRY_EVENTS_LOG {path!r} cannot be opened for appending: {exc.strerror or exc}"
         ) from None

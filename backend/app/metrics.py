@@ -37,14 +37,13 @@ REJECTION_STATUSES = (400, 401, 403, 413, 415, 422)
 # The routes whose refusals refuse events (an AI block's 4xx refuses a request, not an event).
 INGESTION_ENDPOINTS = frozenset({"telemetry.log_event", "telemetry.log_batch"})
 
-_accepted = Counter(
-    "telemetry_events_accepted", "Events written to the event stream.", ["event_type"]
-)
+_accepted = Counter("telemetry_events_accepted", "Events written to the event stream.", ["event_type"])
 _rejected = Counter(
     "telemetry_events_rejected", "Events refused for what they are, by the HTTP status that refused them.", ["reason"]
 )
 _ignored = Counter(
-    "telemetry_events_ignored", "Events answered but not written, by why (a crawler or automated browser sent them).",
+    "telemetry_events_ignored",
+    "Events answered but not written, by why (a crawler or automated browser sent them).",
     ["reason"],
 )
 _request_duration = Histogram(
@@ -79,14 +78,24 @@ def _make_series():
         ),
         # livesum: a worker that exited takes its backlog with it (gunicorn.conf.py marks it dead).
         "BACKLOG_EVENTS": Gauge(
-            "telemetry_backlog_events", "Event lines waiting for a stream that would block.",
+            "telemetry_backlog_events",
+            "Event lines waiting for a stream that would block.",
             multiprocess_mode="livesum",
         ),
     }
 
 
-_SERIES = ("EVENTS_ACCEPTED", "EVENTS_REJECTED", "EVENTS_RATE_LIMITED", "EVENTS_IGNORED_BOT", "RATE_LIMITER_ERRORS",
-           "EVENTS_REFUSED", "EVENTS_DROPPED", "SINK_WRITE_FAILURES", "BACKLOG_EVENTS")
+_SERIES = (
+    "EVENTS_ACCEPTED",
+    "EVENTS_REJECTED",
+    "EVENTS_RATE_LIMITED",
+    "EVENTS_IGNORED_BOT",
+    "RATE_LIMITER_ERRORS",
+    "EVENTS_REFUSED",
+    "EVENTS_DROPPED",
+    "SINK_WRITE_FAILURES",
+    "BACKLOG_EVENTS",
+)
 _series_lock = threading.Lock()
 
 
@@ -134,7 +143,9 @@ def count_rejected(status):
 
 @bp.get("/metrics")
 @responds(
-    200, {"type": "string"}, media_type=CONTENT_TYPE_LATEST.split(";")[0],
+    200,
+    {"type": "string"},
+    media_type=CONTENT_TYPE_LATEST.split(";")[0],
     description="The metrics in Prometheus' text exposition format.",
 )
 def get_metrics():

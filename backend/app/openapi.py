@@ -199,9 +199,7 @@ def _operation(view, endpoint):
         operation["parameters"] = contract["parameters"]
     # An empty list says "public" outright, where no security at all would leave it unsaid.
     operation["security"] = contract["security"] if contract["security"] is not None else []
-    operation["responses"] = {
-        str(status): _response(status, *statuses[status]) for status in sorted(statuses)
-    }
+    operation["responses"] = {str(status): _response(status, *statuses[status]) for status in sorted(statuses)}
     return operation
 
 

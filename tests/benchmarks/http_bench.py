@@ -44,8 +44,10 @@ def start_server(workdir, app, env=None, workers=WORKERS):
     (workdir / "prometheus").mkdir()
     return GunicornServer(
         workdir,
-        "--config", str(REPO_ROOT / "backend" / "gunicorn.conf.py"),
-        "--pythonpath", str(BENCH_DIR),
+        "--config",
+        str(REPO_ROOT / "backend" / "gunicorn.conf.py"),
+        "--pythonpath",
+        str(BENCH_DIR),
         workers=workers,
         env={"PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"), **(env or {})},
         app=app,
@@ -173,8 +175,7 @@ def paired_differences(results, attribute, minuend, subtrahend):
     """Per-round differences of two variants of one pair, measured back to back."""
     runs = _pair(results, minuend, subtrahend)
     return [
-        getattr(top, attribute) - getattr(bottom, attribute)
-        for top, bottom in zip(runs[minuend], runs[subtrahend])
+        getattr(top, attribute) - getattr(bottom, attribute) for top, bottom in zip(runs[minuend], runs[subtrahend])
     ]
 
 

@@ -78,12 +78,18 @@ def _run_child(workdir, names, redis, counts, progress):
     for name in names:
         variant = setups.VARIANTS[name]
         warm, count = counts["batch" if variant.route is setups.BATCH else "request"]
-        plan.append({
-            "name": name, "module": _app(name).module,
-            "env": _app(name).environment(redis.url if redis else None),
-            "path": variant.route.path, "body": variant.route.body, "status": variant.route.status,
-            "warm": warm, "count": count,
-        })
+        plan.append(
+            {
+                "name": name,
+                "module": _app(name).module,
+                "env": _app(name).environment(redis.url if redis else None),
+                "path": variant.route.path,
+                "body": variant.route.body,
+                "status": variant.route.status,
+                "warm": warm,
+                "count": count,
+            }
+        )
     environment = {
         **{key: value for key, value in os.environ.items() if not key.startswith("FLASK_")},
         _EVENTS_LOG: str(workdir / "events.jsonl"),
@@ -94,13 +100,23 @@ def _run_child(workdir, names, redis, counts, progress):
     (workdir / "prometheus").mkdir()
     output = workdir / "callgrind.out"
     command = [
-        "valgrind", "--tool=callgrind", f"--callgrind-out-file={output}",
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={output}",
         # The venv's own interpreter path, so that it finds the venv's packages.
-        sys.executable, __file__, "--child", json.dumps(plan),
+        sys.executable,
+        __file__,
+        "--child",
+        json.dumps(plan),
     ]
     child = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=open(workdir / "valgrind.log", "wb"), text=True,
+        command,
+        cwd=REPO_ROOT,
+        env=environment,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(workdir / "valgrind.log", "wb"),
+        text=True,
     )
     counted, healths, warnings = {}, {}, []
     dumps = 0
@@ -121,8 +137,10 @@ def _run_child(workdir, names, redis, counts, progress):
                 # Two INFO commands of ours are counted too.
                 used = redis.commands_processed() - redis_before - 2
                 if used < step["count"]:
-                    warnings.append(f"{name}: Redis executed {used} commands for {step['count']} requests: "
-                                    "the limiter did not count there")
+                    warnings.append(
+                        f"{name}: Redis executed {used} commands for {step['count']} requests: "
+                        "the limiter did not count there"
+                    )
             child.stdin.write("go\n")
             child.stdin.flush()
             reply = json.loads(_expect(child, "health", workdir))
@@ -156,7 +174,7 @@ def _expect(child, word, workdir):
         child.kill()
         log = (workdir / "valgrind.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"the callgrind child said {line!r}, not {word!r}:\n{log}")
-    return line[len(word):].strip()
+    return line[len(word) :].strip()
 
 
 def _dump(child, dumps):
@@ -208,8 +226,7 @@ def _serve(plan):
         health = None
         if "/api/telemetry/health" in {rule.rule for rule in app.url_map.iter_rules()}:
             health = _call(app, "GET", "/api/telemetry/health", b"")[1]
-        print("health", json.dumps({"threads": threads, "health": json.loads(health) if health else None}),
-              flush=True)
+        print("health", json.dumps({"threads": threads, "health": json.loads(health) if health else None}), flush=True)
     print("done", flush=True)
 
 
@@ -239,9 +256,16 @@ def _sender(app, path, body, status):
 
 def _call(app, method, path, data):
     environ = {
-        "REQUEST_METHOD": method, "PATH_INFO": path, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": setups.CLIENT_ADDRESS, "wsgi.url_scheme": "http",
-        "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(data)), "wsgi.input": io.BytesIO(data),
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": setups.CLIENT_ADDRESS,
+        "wsgi.url_scheme": "http",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(data)),
+        "wsgi.input": io.BytesIO(data),
         **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in setups.HEADERS.items()},
     }
     statuses = []

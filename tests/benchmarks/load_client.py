@@ -18,9 +18,7 @@ import setups
 
 POST_SCRIPT = Path(__file__).with_name("post.lua")
 WRK_INSTALL = "apt-get install -y wrk"
-_WRK_RESULT = re.compile(
-    r"WRK_RESULT requests=(\d+) duration_us=(\d+) errors=(\d+) p50_us=(\d+) p99_us=(\d+)"
-)
+_WRK_RESULT = re.compile(r"WRK_RESULT requests=(\d+) duration_us=(\d+) errors=(\d+) p50_us=(\d+) p99_us=(\d+)")
 
 
 @dataclass(frozen=True)
@@ -59,16 +57,26 @@ def run_load(url, body, seconds, connections):
 
 def _run_wrk(url, body, seconds, connections):
     env = {
-        **os.environ, "WRK_BODY": json.dumps(body),
-        "WRK_USER_AGENT": setups.HEADERS["User-Agent"], "WRK_USER_ID": setups.HEADERS["X-User-Id"],
+        **os.environ,
+        "WRK_BODY": json.dumps(body),
+        "WRK_USER_AGENT": setups.HEADERS["User-Agent"],
+        "WRK_USER_ID": setups.HEADERS["X-User-Id"],
     }
     command = [
-        "wrk", "--threads", "1", "--connections", str(connections), "--duration", f"{seconds}s",
-        "--timeout", "10s", "--script", str(POST_SCRIPT), url,
+        "wrk",
+        "--threads",
+        "1",
+        "--connections",
+        str(connections),
+        "--duration",
+        f"{seconds}s",
+        "--timeout",
+        "10s",
+        "--script",
+        str(POST_SCRIPT),
+        url,
     ]
-    completed = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=seconds + 60, check=True
-    )
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60, check=True)
     match = _WRK_RESULT.search(completed.stdout)
     if match is None:
         raise RuntimeError(f"wrk printed no result line:\n{completed.stdout}\n{completed.stderr}")

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -63,8 +63,10 @@ def main(argv=None):
         else:
             warnings.append("redis-server is not installed (apt-get install -y redis-server): no Redis rows")
         pairs = http_bench.pairs(redis)
-        print(f"\n(a) HTTP, gunicorn {http_bench.WORKERS} sync workers each, {client}, "
-              f"{settings['rounds']} rounds of {len(pairs)} pairs, {settings['seconds']} s per run")
+        print(
+            f"\n(a) HTTP, gunicorn {http_bench.WORKERS} sync workers each, {client}, "
+            f"{settings['rounds']} rounds of {len(pairs)} pairs, {settings['seconds']} s per run"
+        )
         http, notes = http_bench.measure(workdir, settings["rounds"], settings["seconds"], CONNECTIONS, redis)
         warnings.extend(notes)
         print(f"  ({_minutes(started)})")
@@ -74,9 +76,7 @@ def main(argv=None):
         counted = {}
         if instructions.available():
             print("\n(c) instructions per request in process (valgrind callgrind)")
-            counted, _, notes = instructions.measure(
-                workdir / "instructions", redis=redis, counts=settings["counts"]
-            )
+            counted, _, notes = instructions.measure(workdir / "instructions", redis=redis, counts=settings["counts"])
             warnings.extend(notes)
             print(f"  ({_minutes(started)})")
         else:
@@ -132,7 +132,7 @@ def _machine_line():
             model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     versions = [f"Python {platform.python_version()}"]
     for name, command, pattern in (
         ("gunicorn", [sys.executable, "-m", "gunicorn", "--version"], r"(\d+\.\d+\.\d+)"),
@@ -216,34 +216,54 @@ def _targets(http, memory, counted):
         limiter = 100 * (counted["/log"] - counted["/log, limiter off"]) / counted["/log"]
     return {
         "ai_block_on_vs_without": row(
-            "AI block req/s, telemetry on ÷ without (the block records nothing)", "≥ 0.95",
-            lambda v: v >= 0.95, ai, ai_off, ai_spread,
+            "AI block req/s, telemetry on ÷ without (the block records nothing)",
+            "≥ 0.95",
+            lambda v: v >= 0.95,
+            ai,
+            ai_off,
+            ai_spread,
         ),
         "ai_block_instructions_on_vs_without": row(
-            "AI block instructions/request, telemetry on ÷ without", "≤ 1.05", lambda v: v <= 1.05,
+            "AI block instructions/request, telemetry on ÷ without",
+            "≤ 1.05",
+            lambda v: v <= 1.05,
             _ratio(counted, "AI block", "AI block, no event"),
             _ratio(counted, "AI block, scrubbing off", "AI block, no event"),
         ),
         "batch_events_vs_flask_requests": row(
-            f"events/s through `/batch` ({per_event} a request) ÷ minimal Flask req/s", "≥ 10",
-            lambda v: v >= 10, batch, batch_off, batch_spread,
+            f"events/s through `/batch` ({per_event} a request) ÷ minimal Flask req/s",
+            "≥ 10",
+            lambda v: v >= 10,
+            batch,
+            batch_off,
+            batch_spread,
         ),
         "batch_events_vs_flask_requests_cpu": row(
-            "the same by worker CPU: minimal Flask's per request ÷ `/batch`'s per event", "≥ 10",
-            lambda v: v >= 10, batch_cpu, batch_cpu_off, batch_cpu_spread,
+            "the same by worker CPU: minimal Flask's per request ÷ `/batch`'s per event",
+            "≥ 10",
+            lambda v: v >= 10,
+            batch_cpu,
+            batch_cpu_off,
+            batch_cpu_spread,
         ),
         "log_instructions_vs_flask": row(
-            "`/log` instructions/request ÷ minimal Flask (limiter, bot check, scrubbing on)", "≤ 1.8",
-            lambda v: v <= 1.8, _ratio(counted, "/log", "minimal Flask"),
+            "`/log` instructions/request ÷ minimal Flask (limiter, bot check, scrubbing on)",
+            "≤ 1.8",
+            lambda v: v <= 1.8,
+            _ratio(counted, "/log", "minimal Flask"),
             _ratio(counted, "/log, scrubbing off", "minimal Flask"),
         ),
         "limiter_memory_percent": Row(
-            "rate limiter (memory storage), % of a `/log` request's instructions", {"": limiter},
+            "rate limiter (memory storage), % of a `/log` request's instructions",
+            {"": limiter},
             "≤ 5",
             None if limiter is None else limiter <= 5,
         ),
         "memory_growth_mb_per_100k": Row(
-            "worker memory growth per 100,000 events, MB", {"": growth}, "≤ 10", growth <= 10,
+            "worker memory growth per 100,000 events, MB",
+            {"": growth},
+            "≤ 10",
+            growth <= 10,
         ),
     }
 
@@ -284,7 +304,8 @@ def _costs(http, counted):
         ),
         "cost_pseudonyms": cost(
             "pseudonymous user ids, `TELEMETRY_USER_ID_KEY` set (`/log`)",
-            "/log, pseudonymous user ids", "/log",
+            "/log, pseudonymous user ids",
+            "/log",
             timed=False,
         ),
         "cost_metrics": cost("Prometheus metrics (`/log`)", "/log", "/log, metrics off", timed=False),
@@ -353,9 +374,7 @@ def _write_readme(block):
     start, end = text.find(README_START), text.find(README_END)
     if start < 0 or end < start:
         raise SystemExit(f"README.md has no {README_START!r} ... {README_END!r} block to write into")
-    README.write_text(
-        text[: start + len(README_START)] + "\n" + block + "\n" + text[end:], encoding="utf-8"
-    )
+    README.write_text(text[: start + len(README_START)] + "\n" + block + "\n" + text[end:], encoding="utf-8")
 
 
 def _print_instructions_table(counted):
@@ -366,8 +385,10 @@ def _print_instructions_table(counted):
 
 
 def _print_http_table(http):
-    print("| HTTP variant (every round of every pair) | req/s (median) | req/s (min–max) | events/s "
-          "| p50 ms | p99 ms | worker CPU µs/req |")
+    print(
+        "| HTTP variant (every round of every pair) | req/s (median) | req/s (min–max) | events/s "
+        "| p50 ms | p99 ms | worker CPU µs/req |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, runs in http_bench.by_variant(http).items():
         rates = [result.rps for result in runs]

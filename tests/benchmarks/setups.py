@@ -13,8 +13,7 @@ REDIS = "{redis}"
 # An ordinary desktop Chrome, as the tracker's requests carry: the bot check
 # judges it (a cached verdict) and lets it through.
 BROWSER_USER_AGENT = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/131.0.0.0 Safari/537.36"
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
 HEADERS = {"User-Agent": BROWSER_USER_AGENT, "X-User-Id": "bench-user"}
 CLIENT_ADDRESS = "127.0.0.1"

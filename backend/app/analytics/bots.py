@@ -21,8 +21,17 @@ VERDICT_CACHE_SIZE = 4096
 DELIBERATE_CLIENTS = frozenset(
     name.lower()
     for name in (
-        "curl", "Wget", "HTTPie", "wrk", "python-requests", "Python-urllib", "python-httpx",
-        "Go-http-client", "node-fetch", "axios", "okhttp",
+        "curl",
+        "Wget",
+        "HTTPie",
+        "wrk",
+        "python-requests",
+        "Python-urllib",
+        "python-httpx",
+        "Go-http-client",
+        "node-fetch",
+        "axios",
+        "okhttp",
     )
 )
 

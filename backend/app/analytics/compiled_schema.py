@@ -140,8 +140,11 @@ def _plain_key_field(key_field):
 
 
 def _plain_raw_field(field):
-    return type(field) is fields.Raw and not field.validators and not field.allow_none and not (
-        field.pre_load or field.post_load
+    return (
+        type(field) is fields.Raw
+        and not field.validators
+        and not field.allow_none
+        and not (field.pre_load or field.post_load)
     )
 
 

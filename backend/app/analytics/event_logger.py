@@ -178,10 +178,7 @@ class EventLogger:
         """``_build``, refusing (EventTooLarge) an event whose line is over the size limit rather than shortening it."""
         event, line = self._build(state, event_type, payload, event_id)
         if len(line) >= state.max_bytes:
-            raise EventTooLarge(
-                f"the event's line would be {len(line) + 1} bytes; "
-                f"the limit is {state.max_bytes}"
-            )
+            raise EventTooLarge(f"the event's line would be {len(line) + 1} bytes; the limit is {state.max_bytes}")
         return event, line
 
     def _emit(self, state, event, line):
@@ -229,17 +226,17 @@ class EventLogger:
         try:
             loaded = schema.load(payload)
         except ValidationError as exc:
-            raise InvalidPayload(
-                f"invalid {event_type} payload: {exc.messages}", {"payload": exc.messages}
-            ) from None
+            raise InvalidPayload(f"invalid {event_type} payload: {exc.messages}", {"payload": exc.messages}) from None
         key = state.user_id_key
         # Redaction comes first, but most payloads give it nothing to do, which
         # their line tells: so the line is made first, and made again only if
         # redaction may change it. A user id that redaction never changes (not
         # a container) may be keyed before it.
         payload = loaded if key is None else pseudonymise(loaded, key)
-        event = AnalyticsEvent(event_type, payload) if event_id is None else AnalyticsEvent(
-            event_type, payload, str(event_id)
+        event = (
+            AnalyticsEvent(event_type, payload)
+            if event_id is None
+            else AnalyticsEvent(event_type, payload, str(event_id))
         )
         try:
             line = event.to_line()
@@ -250,7 +247,8 @@ class EventLogger:
         if (
             line is None
             or redact_may_change(loaded, line, classes, state.max_depth)
-            or key is not None and isinstance(loaded.get("user_id"), (dict, list, tuple))
+            or key is not None
+            and isinstance(loaded.get("user_id"), (dict, list, tuple))
         ):
             try:
                 payload = redact(loaded, state.max_depth)
@@ -313,9 +311,7 @@ class EventLogger:
             if not due:
                 return
             state.last_warning, count, state.unwarned_drops = now, state.unwarned_drops, 0
-        current_app.logger.warning(
-            "telemetry: dropped %d event(s), the latest a %s: %s", count, event_type, reason
-        )
+        current_app.logger.warning("telemetry: dropped %d event(s), the latest a %s: %s", count, event_type, reason)
 
 
 def _line_of(event):

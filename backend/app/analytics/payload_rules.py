@@ -46,7 +46,9 @@ def redact(value, max_depth, depth=0):
         return {
             key: REDACTED
             if isinstance(key, str) and _is_secret_key(key)
-            else redact(item, max_depth, depth + 1) if isinstance(item, _CONTAINERS) else item
+            else redact(item, max_depth, depth + 1)
+            if isinstance(item, _CONTAINERS)
+            else item
             for key, item in value.items()
         }
     if isinstance(value, (list, tuple)):

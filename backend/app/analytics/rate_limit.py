@@ -144,7 +144,9 @@ class IngestRateLimiter:
         current_app.logger.warning(
             "telemetry: the rate limit storage failed (%s); %d request(s) admitted unchecked, "
             "the storage is left alone for %g s",
-            reason, count, self.pause,
+            reason,
+            count,
+            self.pause,
         )
 
 
@@ -163,8 +165,7 @@ def _limits(config):
         items = ()
     if not items:
         raise ConfigError(
-            f'TELEMETRY_RATE_LIMIT must be "off" or limits such as "3000/minute" '
-            f'(several joined by ";"), got {value!r}'
+            f'TELEMETRY_RATE_LIMIT must be "off" or limits such as "3000/minute" (several joined by ";"), got {value!r}'
         )
     return items
 

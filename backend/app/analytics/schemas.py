@@ -13,9 +13,7 @@ from .compiled_schema import CompiledSchema
 BLOCK_TYPES = ("ask-question", "explain-like-10", "quiz", "diagram")
 
 # RFC 3339 date-time, the profile of ISO 8601 that JSON Schema's "date-time" names.
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?\Z", re.ASCII
-)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?\Z", re.ASCII)
 
 
 def _iso_datetime(value):
@@ -65,7 +63,9 @@ PAYLOAD_SCHEMAS = {
 
 def _client_event_id():
     return fields.UUID(
-        metadata={"description": "The client's id for the event (a UUID), kept on its line so a retry can be deduplicated."}
+        metadata={
+            "description": "The client's id for the event (a UUID), kept on its line so a retry can be deduplicated."
+        }
     )
 
 
@@ -83,9 +83,7 @@ def _event_variant(event_type, payload_schema):
 
 # The telemetry body, one variant per event type, for the OpenAPI document;
 # the route enforces the same rules with TelemetryEventSchema and PAYLOAD_SCHEMAS.
-EVENT_DOCUMENT = {
-    "oneOf": [_event_variant(event_type, type(schema)) for event_type, schema in PAYLOAD_SCHEMAS.items()]
-}
+EVENT_DOCUMENT = {"oneOf": [_event_variant(event_type, type(schema)) for event_type, schema in PAYLOAD_SCHEMAS.items()]}
 
 
 class TelemetryEventSchema(CompiledSchema):

@@ -8,7 +8,16 @@ REDACTED = "[REDACTED]"
 
 # Query parameters whose values are secrets (S11), matched by exact name, any case.
 SECRET_PARAMETERS = (
-    "token", "access_token", "id_token", "key", "api_key", "password", "secret", "sig", "signature", "code",
+    "token",
+    "access_token",
+    "id_token",
+    "key",
+    "api_key",
+    "password",
+    "secret",
+    "sig",
+    "signature",
+    "code",
 )
 
 # Every kind below needs one of these: "@" (e-mail, URL credentials), "="
@@ -22,9 +31,12 @@ _CANDIDATE = re.compile(r"[@=]|eyJ|[Bb][Ee][Aa][Rr][Ee][Rr]\s|\d[\d -]{12}")
 # else "."; then four ``in`` tests on the decoded str (str's search is about
 # twice as cheap as bytes' here). JSON escaping keeps all of these characters.
 _CLASSES = bytes(
-    ord("0") if byte in b"0123456789 -"
-    else ord("!") if byte in b"@="
-    else byte | 0x20 if chr(byte).isalpha() and byte < 128
+    ord("0")
+    if byte in b"0123456789 -"
+    else ord("!")
+    if byte in b"@="
+    else byte | 0x20
+    if chr(byte).isalpha() and byte < 128
     else ord(".")
     for byte in range(256)
 )
@@ -33,9 +45,7 @@ _PAYLOAD_KEY = '"payload":'
 
 # scheme://userinfo@ : everything up to the last "@" of the authority.
 _URL_CREDENTIALS = re.compile(r"(?<=[A-Za-z0-9+.-]://)[^\s/?#\[\]@]*(?:@[^\s/?#\[\]@]*)*@(?=[^\s@])")
-_SECRET_PARAMETER = re.compile(
-    r"(?<=[?&#;])(%s)=[^&#\s\"'<>]+" % "|".join(SECRET_PARAMETERS), re.IGNORECASE
-)
+_SECRET_PARAMETER = re.compile(r"(?<=[?&#;])(%s)=[^&#\s\"'<>]+" % "|".join(SECRET_PARAMETERS), re.IGNORECASE)
 # Header, payload and signature in base64url; the header always opens with '{"'.
 _JWT = re.compile(r"(?<![\w-])eyJ[\w-]+\.[\w-]+\.[\w-]*", re.ASCII)
 # A token after "Bearer " is a secret when it could not be an English word:
@@ -46,9 +56,7 @@ _BEARER = re.compile(
 )
 # The local part leaves out the rarely used "/", "=", "?", "&" and "'", so
 # that a path, a query or a quote before an address is kept.
-_EMAIL = re.compile(
-    r"(?<![\w.!#$%*+^`{|}~-])[\w.!#$%*+^`{|}~-]+@(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_][\w-]*[^\W_]"
-)
+_EMAIL = re.compile(r"(?<![\w.!#$%*+^`{|}~-])[\w.!#$%*+^`{|}~-]+@(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_][\w-]*[^\W_]")
 # 13 to 19 digits, in one run or in groups separated by one space or dash, not
 # part of a longer id, word or decimal number; the Luhn check decides.
 _CARD = re.compile(r"(?<![\w.-])(?:\d{13,19}|\d{4}(?:[ -]\d{2,6}){2,4})(?![\w-]|\.\d)", re.ASCII)
@@ -60,7 +68,7 @@ def payload_classes(line):
     ``line`` is an event's ASCII JSON line; the server's fields before its
     payload (a UUID's digits and dashes look like a card's) are left out.
     """
-    return line[line.find(_PAYLOAD_KEY):].encode("ascii").translate(_CLASSES).decode("ascii")
+    return line[line.find(_PAYLOAD_KEY) :].encode("ascii").translate(_CLASSES).decode("ascii")
 
 
 def may_hold_secrets(classes):

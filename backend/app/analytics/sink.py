@@ -112,7 +112,7 @@ def write_line(fd, data, finish=True):
     view = memoryview(data)
     while view:
         try:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         except BlockingIOError:
             # A descriptor inherited in non-blocking mode: wait for room rather
             # than lose the line; a line up to PIPE_BUF then goes in whole.

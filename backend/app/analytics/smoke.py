@@ -103,19 +103,31 @@ SMOKE_CHECKS = (
     ),
     SmokeCheck("GET", "/api/telemetry/client.js", 200, mimetype="text/javascript"),
     SmokeCheck(
-        "POST", "/api/ai/ask-question", 200, {**_CHAPTER, "question": "Why?"}, expect_key="answer",
+        "POST",
+        "/api/ai/ask-question",
+        200,
+        {**_CHAPTER, "question": "Why?"},
+        expect_key="answer",
         emits="ai_block_used",
     ),
     SmokeCheck("POST", "/api/ai/ask-question", 422, {"chapter_id": ""}, _PROBLEM, "errors"),
     SmokeCheck(
-        "POST", "/api/ai/explain-like-10", 200, {**_CHAPTER, "concept": "gravity"}, expect_key="explanation",
+        "POST",
+        "/api/ai/explain-like-10",
+        200,
+        {**_CHAPTER, "concept": "gravity"},
+        expect_key="explanation",
         emits="ai_block_used",
     ),
     SmokeCheck(
         "POST", "/api/ai/quiz", 200, {**_CHAPTER, "num_questions": 2}, expect_key="questions", emits="ai_block_used"
     ),
     SmokeCheck(
-        "POST", "/api/ai/diagram", 200, {**_CHAPTER, "description": "a cycle"}, expect_key="diagram",
+        "POST",
+        "/api/ai/diagram",
+        200,
+        {**_CHAPTER, "description": "a cycle"},
+        expect_key="diagram",
         emits="ai_block_used",
     ),
     SmokeCheck("GET", "/api/openapi.json", 200, expect_key="openapi"),
@@ -178,7 +190,8 @@ def run_isolated(app):
     """
     backend = str(Path(__file__).resolve().parents[2])
     env = {
-        name: value for name, value in os.environ.items()
+        name: value
+        for name, value in os.environ.items()
         if name not in _ISOLATED_ENVIRONMENT and not name.startswith("FLASK_")
     }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (backend, env.get("PYTHONPATH"))))
@@ -187,8 +200,12 @@ def run_isolated(app):
         try:
             finished = subprocess.run(
                 [sys.executable, "-m", "app.analytics.smoke", events_path],
-                input=json.dumps(settings_of(app)), capture_output=True, text=True, env=env,
-                timeout=SMOKE_TIMEOUT, check=False,
+                input=json.dumps(settings_of(app)),
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=SMOKE_TIMEOUT,
+                check=False,
             )
         except subprocess.TimeoutExpired:
             return events_path, [f"FAIL the smoke checks did not finish within {SMOKE_TIMEOUT} s"], False
@@ -204,9 +221,13 @@ def main(argv=None):
     """``python -m app.analytics.smoke EVENTS_PATH``, settings as JSON on stdin: the checks' process."""
     from .. import create_app
 
-    (events_path,) = (argv if argv is not None else sys.argv[1:])
+    (events_path,) = argv if argv is not None else sys.argv[1:]
     # Its own stream, and its own budget: a shared Redis must not count the checks against anyone.
-    settings = {**json.load(sys.stdin), "TELEMETRY_EVENTS_LOG": events_path, "TELEMETRY_RATE_LIMIT_STORAGE": "memory://"}
+    settings = {
+        **json.load(sys.stdin),
+        "TELEMETRY_EVENTS_LOG": events_path,
+        "TELEMETRY_RATE_LIMIT_STORAGE": "memory://",
+    }
     app = create_app(settings)
     results = []
     for result in run_smoke_checks(app):

@@ -19,9 +19,9 @@ from .bots import get_bot_filter
 from .event_logger import get_event_logger
 from .rate_limit import get_rate_limiter
 from .schemas import (
+    BATCH_DOCUMENT,
     EVENT_DOCUMENT,
     BatchAcceptedSchema,
-    BATCH_DOCUMENT,
     BatchProblemSchema,
     BatchSchema,
     EventAcceptedSchema,
@@ -63,13 +63,9 @@ def require_ingest_token(view):
         expected = this_app().config["TELEMETRY_INGEST_TOKEN"]
         if expected is not None:
             scheme, _, token = this_request().headers.get("Authorization", "").partition(" ")
-            valid = scheme.lower() == "bearer" and hmac.compare_digest(
-                token.strip().encode(), expected.encode()
-            )
+            valid = scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.encode())
             if not valid:
-                raise Unauthorized(
-                    "A valid bearer token is required.", www_authenticate=WWWAuthenticate("bearer")
-                )
+                raise Unauthorized("A valid bearer token is required.", www_authenticate=WWWAuthenticate("bearer"))
         return view(*args, **kwargs)
 
     return responds(401, description="Missing or wrong bearer token.", headers=_WWW_AUTHENTICATE)(
@@ -96,7 +92,8 @@ def ignore_bots(view):
         return view(body, *args, **kwargs)
 
     return responds(
-        200, EventsIgnoredSchema,
+        200,
+        EventsIgnoredSchema,
         description="The User-Agent is a crawler or automated browser: nothing was written.",
     )(judge_user_agent)
 
@@ -116,7 +113,8 @@ def limit_rate(view):
         return view(body, *args, **kwargs)
 
     return responds(
-        429, description="The client address has used its budget of events; nothing was written.",
+        429,
+        description="The client address has used its budget of events; nothing was written.",
         headers=_RETRY_AFTER,
     )(charge_budget)
 
@@ -146,7 +144,9 @@ def log_event(body):
 @responds(413, BatchProblemSchema, description="No event was accepted: the body, or every refused event, is too large.")
 @responds(422, BatchProblemSchema, description="The envelope is invalid, or no event was accepted.")
 @responds(
-    503, BatchProblemSchema, description="No event was accepted: the event sink cannot take events now.",
+    503,
+    BatchProblemSchema,
+    description="No event was accepted: the event sink cannot take events now.",
     headers=_RETRY_AFTER,
 )
 @require_ingest_token
@@ -202,7 +202,9 @@ _CONTENT_RANGE = {"Content-Range": {"description": "bytes */length", "required":
 
 @bp.get("/client.js")
 @responds(
-    200, {"type": "string"}, media_type="text/javascript",
+    200,
+    {"type": "string"},
+    media_type="text/javascript",
     description="The browser tracker: a page includes it with a script tag (see the README).",
 )
 @responds(304, description="The copy the client revalidated (If-None-Match, If-Modified-Since) is current.")
@@ -212,7 +214,10 @@ def get_client_script():
     source, etag, modified = _client_script()
     # send_file adds the validators and answers a matching revalidation with 304.
     return send_file(
-        io.BytesIO(source), mimetype="text/javascript", etag=etag, last_modified=modified,
+        io.BytesIO(source),
+        mimetype="text/javascript",
+        etag=etag,
+        last_modified=modified,
         max_age=CLIENT_SCRIPT_MAX_AGE,
     )
 

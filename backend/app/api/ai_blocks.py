@@ -65,9 +65,7 @@ def explain_like_10(body):
     """Explain a concept as if to a ten-year-old (placeholder)."""
     concept = body["concept"]
     explanation = f"[placeholder] A simple explanation of {concept!r} will appear here."
-    return _reply(
-        "explain-like-10", body, concept, _explanation_schema, concept=concept, explanation=explanation
-    )
+    return _reply("explain-like-10", body, concept, _explanation_schema, concept=concept, explanation=explanation)
 
 
 @bp.post("/quiz")
