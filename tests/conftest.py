@@ -1,11 +1,11 @@
 """Fixtures: an app from the factory with test config, its client, CLI runner and events."""
 
-import json
 import logging
 import os
 
 import pytest
 from app import create_app
+from event_lines import parse_event_lines
 from streams import UnreadPipe
 
 
@@ -53,7 +53,7 @@ def _read_events(app):
     with app.app_context():
         assert app.extensions["event_logger"].flush()
     with open(app.config["TELEMETRY_EVENTS_LOG"], encoding="ascii") as stream:
-        return [json.loads(line) for line in stream.read().splitlines()]
+        return parse_event_lines(stream.read())
 
 
 @pytest.fixture

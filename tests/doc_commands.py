@@ -19,7 +19,6 @@ Conventions (README.md, "Documentation that runs"):
 """
 
 import doctest
-import json
 import os
 import re
 import signal
@@ -29,6 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from event_lines import parse_event_line
 from gunicorn_server import REPO_ROOT, GunicornServer
 
 DOCS_PORT = "8000"
@@ -235,7 +235,7 @@ class DocsSession:
         server.stop()
         for line in server.stdout_lines():
             try:
-                json.loads(line)
+                parse_event_line(line)
             except ValueError:
                 where = server.block.where
                 raise AssertionError(f"{where}: stdout carried a non-event line {line!r}") from None

@@ -14,6 +14,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from event_lines import parse_event_lines
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 
@@ -192,11 +194,11 @@ class GunicornServer:
 
 
 def json_lines(path, while_written=False):
-    """Every line of the file at ``path``, parsed as JSON (whole lines only when ``while_written``)."""
+    """Every line of the file at ``path``, parsed and schema-checked (whole lines only when ``while_written``)."""
     text = Path(path).read_text("ascii")
     if while_written:
         text = text[: text.rfind("\n") + 1]
-    return [json.loads(line) for line in text.splitlines()]
+    return parse_event_lines(text)
 
 
 class StdoutPipe:

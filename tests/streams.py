@@ -1,7 +1,6 @@
 """Real streams that stand in for a slow, stalled or failing event stream in tests."""
 
 import fcntl
-import json
 import os
 import select
 import struct
@@ -9,6 +8,8 @@ import termios
 import threading
 import time
 from pathlib import Path
+
+from event_lines import parse_event_lines
 
 
 class UnreadPipe:
@@ -60,7 +61,7 @@ class UnreadPipe:
                 left = deadline - time.monotonic()
                 assert left > 0, f"the pipe's reader left {self._unread()} bytes unread for {timeout} s"
                 self._read_more.wait(left)
-            return [json.loads(line) for line in bytes(self._received).splitlines() if line.strip()]
+            return parse_event_lines(bytes(self._received), skip_blank=True)
 
     def close(self):
         self._stop.set()

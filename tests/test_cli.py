@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from app.analytics.smoke import check_event_lines, run_smoke_checks
+from event_lines import parse_event_line
 from flask.cli import routes_command
 from gunicorn_server import REPO_ROOT
 from openapi_spec_validator import validate
@@ -64,7 +65,7 @@ def test_log_on_the_default_stream_prints_the_line_once(make_app):
 
     assert result.exit_code == 0
     (line,) = result.output.splitlines()
-    assert json.loads(line)["payload"] == {"error_type": "X"}
+    assert parse_event_line(line)["payload"] == {"error_type": "X"}
 
 
 @pytest.mark.parametrize(
@@ -93,6 +94,9 @@ SMOKED_PATHS = (
     "/api/telemetry/batch",
     "/api/telemetry/health",
     "/api/telemetry/client.js",
+    "/api/telemetry/live",
+    "/api/telemetry/ready",
+    "/api/telemetry/event-schema.json",
     "/api/ai/quiz",
     "/api/openapi.json",
     "/metrics",
@@ -211,4 +215,7 @@ def test_openapi_prefix_limits_the_paths(runner):
         "/api/telemetry/batch",
         "/api/telemetry/health",
         "/api/telemetry/client.js",
+        "/api/telemetry/live",
+        "/api/telemetry/ready",
+        "/api/telemetry/event-schema.json",
     }

@@ -6,7 +6,6 @@ in the events file's last page, and refuses the rest.
 """
 
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import time
 import pytest
 from app.analytics import sink as sink_module
 from app.analytics.sink import CutShort, write_line
+from event_lines import parse_event_line
 from gunicorn_server import GunicornServer
 
 SMALL = {"event_type": "chapter_visit", "payload": {"chapter_id": "ch-1"}}
@@ -65,7 +65,7 @@ def stream_lines(path):
             blank.append(line)
             continue
         try:
-            events.append(json.loads(line))
+            events.append(parse_event_line(line))
         except ValueError:
             other.append(line)
     return events, blank, other

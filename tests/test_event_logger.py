@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from app.analytics import EventLogger, EventRejected, InvalidPayload, UnknownEventType
+from event_lines import parse_event_line
 from flask import Flask
 
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z")
@@ -226,7 +227,9 @@ def test_two_apps_keep_separate_streams_counters_and_config(make_app, read_event
         assert second.extensions["event_logger"].health()["events_logged"] == 2
     assert first.extensions["event_logger"] is not second.extensions["event_logger"]
     # A handler on the parent logger sees every app's events, each exactly once.
-    seen = sorted(json.loads(record.getMessage())["payload"].get("chapter_id", "-") for record in events_logger_records)
+    seen = sorted(
+        parse_event_line(record.getMessage())["payload"].get("chapter_id", "-") for record in events_logger_records
+    )
     assert seen == ["-", "first", "second"]
     assert all(record.levelname == "INFO" for record in events_logger_records)
 
@@ -241,7 +244,7 @@ def test_default_stream_is_stdout(capfd):
             assert app.extensions["event_logger"].flush()
         out, err = capfd.readouterr()
         (line,) = out.splitlines()
-        assert json.loads(line)["payload"] == {"chapter_id": "to-stdout"}
+        assert parse_event_line(line)["payload"] == {"chapter_id": "to-stdout"}
         assert err == ""
     finally:
         with app.app_context():
@@ -256,4 +259,4 @@ def test_extension_works_on_a_plain_flask_app(tmp_path):
         app.extensions["event_logger"].log("error_event", {"error_type": "X"})
         app.extensions["event_logger"].shutdown()
     (line,) = (tmp_path / "plain.jsonl").read_text().splitlines()
-    assert json.loads(line)["payload"] == {"error_type": "X"}
+    assert parse_event_line(line)["payload"] == {"error_type": "X"}

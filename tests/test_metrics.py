@@ -4,6 +4,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -56,8 +57,12 @@ class Counts:
 
 
 def events_moved(counts):
-    """The moves of the event counters only (not the request durations)."""
-    return {key: change for key, change in counts.changes().items() if "duration" not in key[0]}
+    """The moves of the event counters only (not the request durations or the responses by status)."""
+    return {
+        key: change
+        for key, change in counts.changes().items()
+        if not key[0].startswith(("telemetry_request_duration", "telemetry_http_responses"))
+    }
 
 
 @pytest.mark.parametrize(
@@ -318,37 +323,96 @@ def test_totals_are_exact_across_recycled_preloaded_workers(tmp_path):
     assert "Traceback" not in stderr
 
 
+SERVER_DIRECTORY = "TEXTBOOK_METRICS_SERVER_DIR"
+
+
+@pytest.fixture
 def load_gunicorn_config():
-    spec = importlib.util.spec_from_file_location("gunicorn_conf", REPO_ROOT / "backend" / "gunicorn.conf.py")
-    config = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(config)
-    return config
+    """Read backend/gunicorn.conf.py as a starting gunicorn master does; the directory it chose is forgotten after."""
+
+    def load():
+        spec = importlib.util.spec_from_file_location("gunicorn_conf", REPO_ROOT / "backend" / "gunicorn.conf.py")
+        config = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(config)
+        return config
+
+    yield load
+    os.environ.pop(SERVER_DIRECTORY, None)
 
 
-def test_gunicorn_hooks_empty_the_directory_and_mark_dead_workers(tmp_path, monkeypatch):
-    metrics_dir = tmp_path / "metrics"
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+def test_each_server_gets_its_own_metrics_directory_and_removes_it_on_exit(tmp_path, monkeypatch, load_gunicorn_config):
+    base = tmp_path / "metrics"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(base))
+    # A server killed earlier: nothing holds its lock any more.
+    dead = base / "server-1-dead"
+    dead.mkdir(parents=True)
+    (dead / "server.lock").write_bytes(b"")
+    (dead / "counter_1.db").write_bytes(b"")
+
     config = load_gunicorn_config()
+    first = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    # gunicorn reads its settings again on HUP: the same server keeps its directory.
+    load_gunicorn_config()
+    assert Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]) == first
+    # Another server started with the same command: a directory of its own; the first one's stays.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(base))
+    monkeypatch.delenv(SERVER_DIRECTORY)
+    load_gunicorn_config()
+    second = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
-    # Loading the settings makes the directory: a preloaded app needs it before on_starting.
-    assert metrics_dir.is_dir()
+    assert first.parent == second.parent == base and first != second
+    assert first.is_dir() and second.is_dir() and not dead.exists()
+    config.on_starting(server=None)
+    config.on_exit(server=None)
+    assert first.is_dir() and not second.exists()
+
+
+def test_gunicorn_hooks_mark_dead_workers(tmp_path, monkeypatch, load_gunicorn_config):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    config = load_gunicorn_config()
+    own = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
     config.on_starting(server=None)
     for name in ("counter_11.db", "gauge_livesum_11.db", "gauge_livesum_12.db", "histogram_11.db"):
-        (metrics_dir / name).write_bytes(b"")
+        (own / name).write_bytes(b"")
     config.child_exit(server=None, worker=SimpleNamespace(pid=11))
 
-    assert sorted(path.name for path in metrics_dir.iterdir()) == [
-        "counter_11.db",
-        "gauge_livesum_12.db",
-        "histogram_11.db",
-    ]
-    config.on_starting(server=None)
-    assert list(metrics_dir.iterdir()) == []
+    assert sorted(path.name for path in own.glob("*.db")) == ["counter_11.db", "gauge_livesum_12.db", "histogram_11.db"]
 
 
-def test_gunicorn_hooks_do_nothing_without_the_variable(tmp_path, monkeypatch):
+def test_gunicorn_hooks_do_nothing_without_the_variable(monkeypatch, load_gunicorn_config):
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     config = load_gunicorn_config()
 
     config.on_starting(server=None)
     config.child_exit(server=None, worker=SimpleNamespace(pid=11))
+
+
+def responses(route, code):
+    """This process's count of responses to ``route`` with status ``code``."""
+    return REGISTRY.get_sample_value("telemetry_http_responses_total", {"route": route, "code": code}) or 0
+
+
+def test_responses_are_counted_by_route_rule_and_status(make_app):
+    client = make_app({"TELEMETRY_EVENTS_LOG": "/dev/full"}).test_client()
+    routes = [(LOG, "202"), (LOG, "422"), (LOG, "503"), (LOG, "405"), ("unmatched", "404"), ("/api/ai/quiz", "200")]
+    before = {key: responses(*key) for key in routes}
+
+    make_app().test_client().post(LOG, json=VISIT)
+    client.post(LOG, json=INVALID)
+    client.post(LOG, json=VISIT)  # the sink cannot write: 503
+    client.get(LOG)
+    for number in range(3):
+        client.get(f"/api/nothing/{number}")
+    client.post("/api/ai/quiz", json={"chapter_id": "c"})
+
+    moved = {key: responses(*key) - before[key] for key in routes}
+    assert moved == {key: 3 if key == ("unmatched", "404") else 1 for key in routes}
+    # Unknown paths share one label: no path of a 404 ever becomes a series.
+    routes_seen = {
+        sample.labels["route"]
+        for family in REGISTRY.collect()
+        if family.name == "telemetry_http_responses"
+        for sample in family.samples
+    }
+    assert not any(route.startswith("/api/nothing") for route in routes_seen)

@@ -1,4 +1,4 @@
-"""PROMETHEUS_MULTIPROC_DIR: checked at startup like any setting; untouched by a process that counts nothing."""
+"""PROMETHEUS_MULTIPROC_DIR: checked at startup, untouched by a command that counts nothing, one per server."""
 
 import os
 import subprocess
@@ -7,7 +7,9 @@ import sys
 import pytest
 from app import create_app
 from app.config import ConfigError
+from doc_commands import DocsServer, read_blocks
 from gunicorn_server import REPO_ROOT
+from prometheus_client.parser import text_string_to_metric_families
 
 # One worker: when several fail to load at the same moment, gunicorn 27's arbiter
 # can raise its own HaltServer twice and print a traceback (not the app's). The
@@ -78,3 +80,53 @@ def test_a_command_that_counts_nothing_leaves_the_metrics_directory_empty(tmp_pa
     )
 
     assert list(metrics_dir.iterdir()) == []
+
+
+def production_command():
+    """The README's production command: the block that starts gunicorn with backend/gunicorn.conf.py."""
+    (block,) = [
+        block
+        for block in read_blocks(REPO_ROOT / "README.md")
+        if block.is_server and "--config backend/gunicorn.conf.py" in block.text
+    ]
+    return block
+
+
+def accepted_visits(server):
+    """The server's total of chapter_visit events accepted, from one /metrics answer."""
+    status, _, raw = server._send("GET", "/metrics")
+    assert status == 200
+    for family in text_string_to_metric_families(raw.decode()):
+        for sample in family.samples:
+            if sample.name == "telemetry_events_accepted_total" and sample.labels["event_type"] == "chapter_visit":
+                return sample.value
+    raise AssertionError(f"no chapter_visit total in {raw[:200]!r}")
+
+
+def send_visits(server, count):
+    for _ in range(count):
+        assert server.request("POST", "/api/telemetry/log", {"event_type": "chapter_visit"})[0] == 202
+
+
+@pytest.mark.gunicorn
+def test_two_servers_started_with_the_production_command_keep_their_own_figures(tmp_path):
+    block = production_command()
+    first = DocsServer(tmp_path / "first", block)
+    second = DocsServer(tmp_path / "second", block)
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    with first:
+        send_visits(first, 5)
+        # Every worker answers with the server's total, so scrape a few times.
+        assert [accepted_visits(first) for _ in range(3)] == [5] * 3
+        with second:
+            assert [accepted_visits(first) for _ in range(3)] == [5] * 3
+            assert accepted_visits(second) == 0
+            send_visits(second, 3)
+            send_visits(first, 2)
+            assert [accepted_visits(first) for _ in range(3)] == [7] * 3
+            assert [accepted_visits(second) for _ in range(3)] == [3] * 3
+        assert [accepted_visits(first) for _ in range(3)] == [7] * 3
+        first_stderr = first.stderr_text()
+
+    assert "Traceback" not in first_stderr and "Traceback" not in second.stderr_text()

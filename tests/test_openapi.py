@@ -16,6 +16,9 @@ ROUTES = {
     ("/api/telemetry/batch", "post"): {"200", "202", "400", "401", "403", "413", "415", "422", "429", "500", "503"},
     ("/api/telemetry/health", "get"): {"200", "500", "503"},
     ("/api/telemetry/client.js", "get"): {"200", "304", "416", "500"},
+    ("/api/telemetry/live", "get"): {"200", "500"},
+    ("/api/telemetry/ready", "get"): {"200", "500", "503"},
+    ("/api/telemetry/event-schema.json", "get"): {"200", "500"},
     ("/api/ai/ask-question", "post"): {"200", "400", "403", "413", "415", "422", "500"},
     ("/api/ai/explain-like-10", "post"): {"200", "400", "403", "413", "415", "422", "500"},
     ("/api/ai/quiz", "post"): {"200", "400", "403", "413", "415", "422", "500"},
@@ -24,7 +27,15 @@ ROUTES = {
     ("/metrics", "get"): {"200", "500"},
 }
 
-TELEMETRY_PATHS = {"/api/telemetry/log", "/api/telemetry/batch", "/api/telemetry/health", "/api/telemetry/client.js"}
+TELEMETRY_PATHS = {
+    "/api/telemetry/log",
+    "/api/telemetry/batch",
+    "/api/telemetry/health",
+    "/api/telemetry/client.js",
+    "/api/telemetry/live",
+    "/api/telemetry/ready",
+    "/api/telemetry/event-schema.json",
+}
 
 
 @pytest.fixture

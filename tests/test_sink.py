@@ -1,6 +1,5 @@
 """The event sink under faults: stalled, full, dead or closed, and at interpreter exit."""
 
-import json
 import logging
 import os
 import select
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from app.analytics.sink import AppendFile, EventSink, StdoutStream, write_line
+from event_lines import parse_event_line
 from gunicorn_server import REPO_ROOT
 from streams import UnreadPipe
 
@@ -115,7 +115,9 @@ def test_a_batch_writes_whole_lines_together_up_to_pipe_buf(make_app, tmp_path, 
 
     assert response.status_code == 202 and response.get_json()["accepted"] == 50
     lines = events_log.read_bytes().splitlines(keepends=True)
-    assert [json.loads(line)["payload"]["error_message"].split()[0] for line in lines] == [str(n) for n in range(50)]
+    assert [parse_event_line(line)["payload"]["error_message"].split()[0] for line in lines] == [
+        str(n) for n in range(50)
+    ]
     # Each write as many whole lines, in order, as PIPE_BUF (4096 bytes) holds.
     expected = []
     for line in lines:
@@ -177,7 +179,7 @@ def test_record_reaches_handlers_in_the_callers_thread_before_log_returns(app, e
 
     assert record.thread == threading.get_ident()
     assert record.name == "app.analytics.events" and record.levelname == "INFO"
-    assert json.loads(record.getMessage())["payload"] == {"chapter_id": "now"}
+    assert parse_event_line(record.getMessage())["payload"] == {"chapter_id": "now"}
 
 
 def test_no_record_is_built_when_no_handler_would_see_it(app, monkeypatch, read_events):
@@ -198,7 +200,7 @@ def test_line_is_on_the_stream_when_log_returns(app):
         # No flush: write-through means the line is already in the file.
         text = Path(app.config["TELEMETRY_EVENTS_LOG"]).read_text(encoding="ascii")
 
-    assert json.loads(text)["payload"] == {"chapter_id": "written"}
+    assert parse_event_line(text)["payload"] == {"chapter_id": "written"}
     assert text.endswith("}\n") and text.count("\n") == 1
 
 
@@ -269,7 +271,7 @@ def test_a_stream_that_fails_then_recovers(make_app, tmp_path, monkeypatch):
     assert unhealthy[0] == 503 and "ENOSPC" in unhealthy[1]["reason"]
     assert recovered.status_code == 202
     assert healthy[0] == 200 and "reason" not in healthy[1]
-    lines = [json.loads(line) for line in (tmp_path / "stdout.jsonl").read_text().splitlines()]
+    lines = [parse_event_line(line) for line in (tmp_path / "stdout.jsonl").read_text().splitlines()]
     assert [line["event_id"] for line in lines] == [first.get_json()["event_id"], recovered.get_json()["event_id"]]
 
 
@@ -338,7 +340,7 @@ def test_normal_interpreter_exit_writes_every_queued_event(tmp_path, events_log)
     )
 
     stream = (tmp_path / events_log).read_bytes() if events_log else done.stdout
-    lines = [json.loads(line) for line in stream.splitlines()]
+    lines = [parse_event_line(line) for line in stream.splitlines()]
     assert [line["payload"]["chapter_id"] for line in lines] == [str(number) for number in range(2000)]
     assert done.stderr == b""
 
@@ -350,7 +352,7 @@ def test_default_stream_follows_a_replaced_stdout(make_app, capsys):
         assert app.extensions["event_logger"].flush()
 
     (line,) = capsys.readouterr().out.splitlines()
-    assert json.loads(line)["payload"] == {"chapter_id": "captured"}
+    assert parse_event_line(line)["payload"] == {"chapter_id": "captured"}
 
 
 def test_a_line_to_a_full_non_blocking_pipe_waits_and_stays_whole():
@@ -401,7 +403,7 @@ def test_a_stdout_socket_with_a_small_send_buffer_takes_each_line_whole(make_app
 
     assert [answer.status_code for answer in answers] == [202] * 8
     assert buffer >= 2 * (4096 + 64)
-    lines = [json.loads(line) for line in bytes(received).splitlines()]
+    lines = [parse_event_line(line) for line in bytes(received).splitlines()]
     assert [line["event_id"] for line in lines] == [answer.get_json()["event_id"] for answer in answers]
 
 

@@ -15,8 +15,10 @@ a process that counts nothing (a ``flask`` command, gunicorn's master under
 import os
 import threading
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Flask, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -27,10 +29,14 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from werkzeug.exceptions import HTTPException
 
 from .analytics.analytics_models import EVENT_TYPES
 from .config import ConfigError
 from .openapi import responds
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 # The statuses that refuse an event before it reaches the sink.
 REJECTION_STATUSES = (400, 401, 403, 413, 415, 422)
@@ -52,6 +58,13 @@ _request_duration = Histogram(
     ["route"],
     # Most answers take about a millisecond; the default buckets start at 5 ms.
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+# The route label of a request that no route serves (a 404): never its path, so the label set stays bounded.
+UNMATCHED_ROUTE = "unmatched"
+_responses = Counter(
+    "telemetry_http_responses",
+    "Responses by route (the URL rule, or unmatched for a path no route serves) and HTTP status code.",
+    ["route", "code"],
 )
 
 
@@ -168,31 +181,72 @@ def init_app(app):
 
 
 class _RequestTimer:
-    """WSGI middleware timing each request to one of the app's routes, labelled by the route.
+    """WSGI middleware timing and counting each request, labelled by its route (the URL rule) and status code.
 
     Around ``wsgi_app`` rather than in before/after-request hooks: the same
-    measure at a fraction of their cost. Every route of this app has a fixed
-    path (no URL variables), so the path is the route; other paths (a 404)
-    are not timed, which keeps the label set to the routes.
+    measure at a fraction of their cost. Most routes have a fixed path (no
+    URL variables), so the path names the route with one dictionary look-up;
+    any other path is matched against the URL map, and one that no route
+    serves (a 404) is counted under ``unmatched``, never under its own path,
+    which keeps the label set to the app's routes.
     """
 
-    def __init__(self, app):
+    def __init__(self, app: Flask) -> None:
         self.app = app
         self.wsgi_app = app.wsgi_app
-        self._durations = None
+        self._fixed: dict[str, _RouteSeries] | None = None
+        self._matched: dict[str, _RouteSeries] = {}
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: "WSGIEnvironment", start_response: "StartResponse") -> Iterable[bytes]:
         started = time.perf_counter()
-        try:
-            return self.wsgi_app(environ, start_response)
-        finally:
-            duration = self._route_durations().get(environ.get("PATH_INFO"))
-            if duration is not None:
-                duration.observe(time.perf_counter() - started)
+        statuses: list[str] = []
 
-    def _route_durations(self):
+        def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            statuses.append(status)
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.wsgi_app(environ, respond)
+        finally:
+            series = self._fixed_routes().get(environ.get("PATH_INFO", "")) or self._route_of(environ)
+            series.duration.observe(time.perf_counter() - started)
+            if statuses:
+                series.count(statuses[-1])
+
+    def _fixed_routes(self) -> dict[str, "_RouteSeries"]:
         # Made on the first request, once the URL map is complete; one child per route, made once.
-        if self._durations is None:
+        if self._fixed is None:
             routes = {rule.rule for rule in self.app.url_map.iter_rules() if not rule.arguments}
-            self._durations = {route: _request_duration.labels(route=route) for route in routes}
-        return self._durations
+            self._fixed = {route: _RouteSeries(route) for route in routes}
+        return self._fixed
+
+    def _route_of(self, environ: "WSGIEnvironment") -> "_RouteSeries":
+        """The series of the rule that serves a path with URL variables, or ``unmatched``'s."""
+        try:
+            rule, _ = self.app.url_map.bind_to_environ(environ).match(return_rule=True)
+            route = rule.rule
+        except HTTPException:
+            route = UNMATCHED_ROUTE
+        series = self._matched.get(route)
+        if series is None:
+            series = self._matched.setdefault(route, _RouteSeries(route))
+        return series
+
+
+class _RouteSeries:
+    """One route's duration histogram, and its response counter per status line, made on first use."""
+
+    __slots__ = ("route", "duration", "_responses")
+
+    def __init__(self, route: str) -> None:
+        self.route = route
+        self.duration = _request_duration.labels(route=route)
+        self._responses: dict[str, Any] = {}
+
+    def count(self, status: str) -> None:
+        """Count one response with ``status`` (a WSGI status line, such as ``202 ACCEPTED``)."""
+        responses = self._responses.get(status)
+        if responses is None:
+            # Keyed by the whole line, labelled by its code: the set of lines is the app's statuses.
+            responses = self._responses.setdefault(status, _responses.labels(route=self.route, code=status[:3]))
+        responses.inc()

@@ -1,4 +1,4 @@
-"""``flask telemetry``: health, log, smoke and openapi from the command line."""
+"""``flask telemetry``: health, log, smoke, openapi and event-schema from the command line."""
 
 import json
 
@@ -8,6 +8,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ..openapi import build_spec
+from .event_line_schema import event_line_schema_text
 from .event_logger import EventRejected, SinkUnavailable, get_event_logger
 
 
@@ -84,3 +85,9 @@ def openapi_command(prefix, output):
         click.echo(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), nl=False)
     else:
         click.echo(json.dumps(spec, indent=2))
+
+
+@telemetry_cli.command("event-schema")
+def event_schema_command() -> None:
+    """Print the JSON Schema of the event stream's lines, generated from the payload schemas."""
+    click.echo(event_line_schema_text(), nl=False)

@@ -228,3 +228,10 @@ class HealthSchema(Schema):
         },
     )
     reason = fields.String()
+
+
+class ProbeSchema(Schema):
+    """A liveness or readiness answer, for an orchestrator's probes."""
+
+    status = fields.String(required=True, metadata={"enum": ["live", "ready", "not_ready"]})
+    reason = fields.String(metadata={"description": "Why the event sink cannot accept events (not_ready only)."})

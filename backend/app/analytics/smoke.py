@@ -102,6 +102,9 @@ SMOKE_CHECKS = (
         emits="error_event",
     ),
     SmokeCheck("GET", "/api/telemetry/client.js", 200, mimetype="text/javascript"),
+    SmokeCheck("GET", "/api/telemetry/live", 200, expect_key="status"),
+    SmokeCheck("GET", "/api/telemetry/ready", 200, expect_key="status"),
+    SmokeCheck("GET", "/api/telemetry/event-schema.json", 200, mimetype="application/schema+json"),
     SmokeCheck(
         "POST",
         "/api/ai/ask-question",

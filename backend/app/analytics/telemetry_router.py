@@ -6,7 +6,7 @@ import hmac
 import io
 from pathlib import Path
 
-from flask import Blueprint, send_file
+from flask import Blueprint, Response, send_file
 from marshmallow import ValidationError
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import TooManyRequests, Unauthorized
@@ -16,6 +16,8 @@ from ..context import this_app, this_request
 from ..errors import BatchRefused, event_refusal
 from ..openapi import bearer_auth, responds, use_body
 from .bots import get_bot_filter
+from .event_line_schema import MEDIA_TYPE as EVENT_LINE_SCHEMA_MEDIA_TYPE
+from .event_line_schema import event_line_schema_text
 from .event_logger import get_event_logger
 from .rate_limit import get_rate_limiter
 from .schemas import (
@@ -27,6 +29,7 @@ from .schemas import (
     EventAcceptedSchema,
     EventsIgnoredSchema,
     HealthSchema,
+    ProbeSchema,
     TelemetryEventSchema,
 )
 
@@ -41,6 +44,7 @@ _accepted_schema = EventAcceptedSchema()
 _batch_schema = BatchAcceptedSchema()
 _health_schema = HealthSchema()
 _ignored_schema = EventsIgnoredSchema()
+_probe_schema = ProbeSchema()
 
 # Both are sent with every answer of their status, hence required.
 _RETRY_AFTER = {
@@ -236,3 +240,33 @@ def get_health():
     """Report this worker's event counters and whether its sink accepts events."""
     report = get_event_logger().health()
     return _health_schema.dump(report), 200 if report["status"] == "healthy" else 503
+
+
+@bp.get("/live")
+@responds(200, ProbeSchema, description="The process serves requests, whatever the event sink's state.")
+def get_liveness() -> tuple[dict[str, str], int]:
+    """Answer while the process serves: the liveness probe, which a stalled collector never fails."""
+    return _probe_schema.dump({"status": "live"}), 200
+
+
+@bp.get("/ready")
+@responds(200, ProbeSchema, description="This worker's event sink accepts events.")
+@responds(503, ProbeSchema, description="This worker's event sink cannot accept events now (see reason).")
+def get_readiness() -> tuple[dict[str, str], int]:
+    """Say whether this worker's event sink accepts events: the readiness probe."""
+    report = get_event_logger().health()
+    if report["status"] == "healthy":
+        return _probe_schema.dump({"status": "ready"}), 200
+    return _probe_schema.dump({"status": "not_ready", "reason": report["reason"]}), 503
+
+
+@bp.get("/event-schema.json")
+@responds(
+    200,
+    {"type": "object"},
+    media_type=EVENT_LINE_SCHEMA_MEDIA_TYPE,
+    description="The JSON Schema (draft 2020-12) of the event stream's lines, versioned in its $id.",
+)
+def get_event_line_schema() -> Response:
+    """Serve the JSON Schema that every line of the event stream validates against."""
+    return Response(event_line_schema_text(), content_type=EVENT_LINE_SCHEMA_MEDIA_TYPE)
