@@ -8,6 +8,7 @@ import logging
 
 import pytest
 from app import create_app
+from app.analytics import event_logger as event_logger_module
 from app.config import ConfigError
 from gunicorn_server import GunicornServer
 
@@ -146,11 +147,24 @@ def test_scrubbing_runs_after_redaction_and_before_the_size_cap(app, events):
     assert "@" not in json.dumps(line)
 
 
-def test_an_event_that_fits_once_scrubbed_is_accepted(client, events):
+def test_an_http_event_too_large_as_sent_is_refused_without_being_scrubbed(client, events, monkeypatch):
+    # SPEC S13: its outcome is decided by its size, so the scrubbers never see it, on /log or in a batch.
+    scrubbed = []
+    monkeypatch.setattr(event_logger_module, "scrub", lambda payload: scrubbed.append(payload) or payload)
     token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0." + "s" * 5000
-    reply = client.post("/api/telemetry/log", json={"event_type": "error_event", "payload": {"error_message": token}})
-    assert reply.status_code == 202
-    assert _payloads(events()) == [{"error_message": "[REDACTED]"}]
+    event = {"event_type": "error_event", "payload": {"error_message": token}}
+    log = client.post("/api/telemetry/log", json=event)
+    batch = client.post("/api/telemetry/batch", json={"events": [event, {"event_type": "chapter_visit"}]})
+    assert log.status_code == 413
+    assert [result["status"] for result in batch.get_json()["results"]] == [413, 202]
+    assert scrubbed == [] and _payloads(events()) == [{}]
+
+
+def test_an_http_event_that_grows_past_the_limit_once_scrubbed_is_refused(client, events):
+    message = "a@b.co " * 540  # each address becomes "[EMAIL]", one character longer
+    reply = client.post("/api/telemetry/log", json={"event_type": "error_event", "payload": {"error_message": message}})
+    assert reply.status_code == 413
+    assert events() == []
 
 
 def test_scrubbing_can_be_turned_off(make_app, read_events):
