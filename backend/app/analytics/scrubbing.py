@@ -127,8 +127,9 @@ _REVERSED_EMAIL = EMAIL[::-1]
 # The same in one pattern, for a text that holds the mark already.
 _EMAIL = re.compile(rf"{_LOCAL}(?<!{_LOCAL}.){_LOCAL}*(?:@|%40){_DOMAIN}")
 # 13 to 19 digits, in one run or in groups separated by one space or dash, not
-# part of a longer id, word or decimal number; the networks' ranges and the Luhn check decide.
-_CARD = re.compile(r"\d(?<![\w.-]\d)(?:\d{12,18}|\d{3}(?:[ -]\d{2,6}){2,4})(?![\w-]|\.\d)", re.ASCII)
+# part of a longer id, word or decimal number, nor after "+" (a phone number as E.164 writes
+# it); the networks' ranges and the Luhn check decide.
+_CARD = re.compile(r"\d(?<![\w.+-]\d)(?:\d{12,18}|\d{3}(?:[ -]\d{2,6}){2,4})(?![\w-]|\.\d)", re.ASCII)
 
 # The card networks' issuer ranges (IIN prefixes, first and last) and the lengths of their
 # numbers, as the networks publish them: a Luhn-valid run of digits is a card number only when
@@ -204,7 +205,7 @@ def may_hold_secrets(classes: str) -> bool:
     """False when no string of the payload whose ``payload_classes`` these are holds anything ``scrub`` replaces."""
     return (
         "!" in classes
-        or "%40" in classes
+        or "%00" in classes
         or "eyj" in classes
         or "bearer" in classes
         or "basic" in classes
