@@ -101,6 +101,7 @@ COVERAGE = [
     ("I typed password=hunter2, then it failed", "I typed password=[REDACTED], then it failed"),
     ("secret=abc123.", "secret=[REDACTED]."),
     ("(api_key=abc123)", "(api_key=[REDACTED])"),
+    ("a NUL \x00 and reader@x.org, reader%40x.org", "a NUL \x00 and [EMAIL], [EMAIL]"),
 ]
 
 
