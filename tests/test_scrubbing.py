@@ -333,7 +333,26 @@ def test_the_line_check_passes_ordinary_lines_and_ignores_the_server_fields():
 
 @pytest.mark.parametrize(
     "hostile",
-    ["a@" * 30000, "a@" + "a." * 30000 + "1", "1" * 60000, "1 " * 30000, "?token=" * 9000, "bearer " * 9000],
+    [
+        "a@" * 30000,
+        "a@" + "a." * 30000 + "1",
+        "1" * 60000,
+        "1 " * 30000,
+        "?token=" * 9000,
+        "bearer " * 9000,
+        "basic " * 10000,
+        "Basic QTpCQTpC " * 4000,
+        "a%40" * 15000,
+        "x=" * 30000,
+        "password=" * 6000,
+        "eyJ." * 15000,
+        "eyJa.eyJ" * 7500,
+        "AKIA" * 15000,
+        "ghp_" * 15000,
+        "a://" * 15000,
+        "a://a@" * 10000,
+        "4111111111111111 " * 3500,
+    ],
 )
 def test_hostile_text_is_scrubbed_in_bounded_time(hostile):
     # Linear patterns: a 60 KB body (the most a request holds) costs milliseconds, not minutes.
