@@ -8,6 +8,7 @@ import logging
 
 import pytest
 from app import create_app
+from app.analytics import event_logger as event_logger_module
 from app.config import ConfigError
 from gunicorn_server import GunicornServer
 
@@ -146,11 +147,87 @@ def test_scrubbing_runs_after_redaction_and_before_the_size_cap(app, events):
     assert "@" not in json.dumps(line)
 
 
-def test_an_event_that_fits_once_scrubbed_is_accepted(client, events):
+def test_an_http_event_too_large_as_sent_is_refused_without_being_scrubbed(client, events, monkeypatch):
+    # SPEC S13: its outcome is decided by its size, so the scrubbers never see it, on /log or in a batch.
+    scrubbed = []
+    monkeypatch.setattr(event_logger_module, "scrub", lambda payload: scrubbed.append(payload) or payload)
     token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0." + "s" * 5000
-    reply = client.post("/api/telemetry/log", json={"event_type": "error_event", "payload": {"error_message": token}})
-    assert reply.status_code == 202
-    assert _payloads(events()) == [{"error_message": "[REDACTED]"}]
+    event = {"event_type": "error_event", "payload": {"error_message": token}}
+    log = client.post("/api/telemetry/log", json=event)
+    batch = client.post("/api/telemetry/batch", json={"events": [event, {"event_type": "chapter_visit"}]})
+    assert log.status_code == 413
+    assert [result["status"] for result in batch.get_json()["results"]] == [413, 202]
+    assert scrubbed == [] and _payloads(events()) == [{}]
+
+
+def test_an_http_event_that_grows_past_the_limit_once_scrubbed_is_refused(client, events):
+    message = "a@b.co " * 540  # each address becomes "[EMAIL]", one character longer
+    reply = client.post("/api/telemetry/log", json={"event_type": "error_event", "payload": {"error_message": message}})
+    assert reply.status_code == 413
+    assert events() == []
+
+
+# --- scrub, then cut (SPEC S11) ----------------------------------------------------------------
+
+# A 216-character ID token: cut to 128 characters it loses its signature, and its claims are readable.
+ID_TOKEN = (
+    "eyJhbGciOiAiUlMyNTYiLCAidHlwIjogIkpXVCIsICJraWQiOiAiazEifQ."
+    "eyJzdWIiOiAiNDcxMSIsICJlbWFpbCI6ICJyZWFkZXIuc2V2ZW5Ac2Nob29sLmV4YW1wbGUub3JnIiwgImlhdCI6IDE3NjQ5NzkyMDB9."
+    + "s"
+    * 52
+)
+CLAIMS = ID_TOKEN.split(".")[1]
+
+
+def _holds_claims(line):
+    text = json.dumps(line)
+    return any(CLAIMS[start : start + 12] in text for start in range(0, len(CLAIMS) - 12, 4))
+
+
+def test_a_long_x_user_id_is_scrubbed_before_it_is_cut(client, events):
+    assert len(ID_TOKEN) == 216
+    answered = client.post(
+        "/api/ai/quiz", json={"chapter_id": "ch-3"}, headers={"X-User-Id": ID_TOKEN + " reader@school.example.org"}
+    )
+    assert answered.status_code == 200
+    (line,) = events()
+    assert line["payload"]["user_id"] == "[REDACTED] [EMAIL]"
+    assert not _holds_claims(line)
+
+
+def test_a_long_x_user_id_is_cut_to_128_characters(client, events):
+    client.post("/api/ai/quiz", json={"chapter_id": "ch-3"}, headers={"X-User-Id": "u" * 300})
+    assert events()[0]["payload"]["user_id"] == "u" * 128
+
+
+def test_a_long_exception_text_is_scrubbed_before_it_is_cut(app, client, events):
+    @app.get("/api/explode")
+    def explode():
+        raise RuntimeError("x" * 440 + " token " + ID_TOKEN + " for reader.seven@school.example.org")
+
+    assert client.get("/api/explode").status_code == 500
+    (line,) = events()
+    message = line["payload"]["error_message"]
+    assert message == "x" * 440 + " token [REDACTED] for [EMAIL]"
+    assert not _holds_claims(line)
+
+
+def test_the_size_cap_cuts_scrubbed_text(app, events):
+    with app.app_context():
+        app.extensions["event_logger"].log("error_event", {"error_message": "x" * 3900 + ID_TOKEN + "y" * 3000})
+    (line,) = events()
+    assert line["truncated"] is True
+    assert not _holds_claims(line) and "eyJ" not in json.dumps(line)
+
+
+def test_a_token_the_browser_cut_inside_its_claims_is_still_scrubbed(client, events):
+    # The tracker cuts error messages to 500 characters before sending them.
+    for end in (70, 100, 140):
+        client.post(
+            "/api/telemetry/log",
+            json={"event_type": "error_event", "payload": {"error_message": "failed: " + ID_TOKEN[:end]}},
+        )
+    assert [line["payload"]["error_message"] for line in events()] == ["failed: [REDACTED]"] * 3
 
 
 def test_scrubbing_can_be_turned_off(make_app, read_events):

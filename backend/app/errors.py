@@ -7,6 +7,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from . import metrics
 from .analytics.event_logger import EventRejected, EventTooLarge, SinkUnavailable, get_event_logger
+from .analytics.scrubbing import scrubbed_cut
 
 PROBLEM_MIMETYPE = "application/problem+json"
 
@@ -111,13 +112,23 @@ def _refused_batch(error):
     return problem(status, detail, headers=headers, **error.reply)
 
 
+def _error_message(error: BaseException) -> str:
+    """The exception's text for its ``error_event``, scrubbed before it is cut (SPEC S11) when scrubbing is on."""
+    text = str(error)
+    if len(text) <= _ERROR_MESSAGE_CHARS:
+        return text  # the event logger scrubs it whole
+    if current_app.config["TELEMETRY_SCRUB_VALUES"]:
+        return scrubbed_cut(text, _ERROR_MESSAGE_CHARS)
+    return text[:_ERROR_MESSAGE_CHARS]
+
+
 def _unexpected_error(error):
     current_app.logger.error("unhandled %s on %s", type(error).__name__, request.path, exc_info=error)
     get_event_logger().try_log(
         "error_event",
         {
             "error_type": type(error).__name__,
-            "error_message": str(error)[:_ERROR_MESSAGE_CHARS],
+            "error_message": _error_message(error),
             "path": request.path,
         },
     )

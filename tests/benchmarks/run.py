@@ -19,14 +19,21 @@ REPO_ROOT = HERE.parent.parent
 # Run from the checkout like the tests: the app from backend/, the gunicorn helper from tests/.
 sys.path[:0] = [str(REPO_ROOT / "backend"), str(REPO_ROOT / "tests"), str(HERE)]
 
+import crafted  # noqa: E402
 import http_bench  # noqa: E402
 import instructions  # noqa: E402
 import setups  # noqa: E402
 from load_client import WRK_INSTALL, wrk_available  # noqa: E402
 from redis_process import RedisProcess  # noqa: E402
 
-FULL = {"rounds": 10, "seconds": 3, "memory": (1_000, 101_000), "counts": instructions.FULL_COUNTS}
-QUICK = {"rounds": 2, "seconds": 2, "memory": (1_000, 11_000), "counts": instructions.QUICK_COUNTS}
+FULL = {
+    "rounds": 10,
+    "seconds": 3,
+    "memory": (1_000, 101_000),
+    "counts": instructions.FULL_COUNTS,
+    "crafted": (5, 20),
+}
+QUICK = {"rounds": 2, "seconds": 2, "memory": (1_000, 11_000), "counts": instructions.QUICK_COUNTS, "crafted": (3, 5)}
 CONNECTIONS = 4
 README = REPO_ROOT / "README.md"
 README_START = "<!-- benchmark results: start (written by tests/benchmarks/run.py --readme) -->"
@@ -81,9 +88,14 @@ def main(argv=None):
             print(f"  ({_minutes(started)})")
         else:
             warnings.append("valgrind is not installed (apt-get install -y valgrind): no instruction counts")
+        rounds, count = settings["crafted"]
+        print(f"\n(d) crafted requests ÷ ordinary ones, in process, {rounds} rounds of {count}")
+        crafted_results = crafted.measure(rounds, count)
+        print(f"  ({_minutes(started)})")
     load_after = os.getloadavg()[0]
     minutes = (time.monotonic() - started) / 60
     targets, costs, figures = _targets(http, memory, counted), _costs(http, counted), _figures(http)
+    targets["crafted_worst_vs_ordinary"] = _crafted_row(crafted_results)
     loads = [result for runs in http.values() for results in runs.values() for result in results]
     errors = sum(result.errors for result in loads)
     if errors:
@@ -117,6 +129,7 @@ def main(argv=None):
     print(f"minutes={minutes:.1f}")
     if options.readme:
         _write_readme(block)
+        crafted.write_readme(crafted.table(crafted_results, f"{machine}; {rounds} rounds of {count} requests."))
         print(f"wrote the results into {README}")
     return 1 if warnings else 0
 
@@ -266,6 +279,19 @@ def _targets(http, memory, counted):
             growth <= 10,
         ),
     }
+
+
+def _crafted_row(results):
+    """SPEC S13: the most expensive crafted request ÷ an ordinary one of the same size and events."""
+    worst = max(results, key=lambda result: result.ratio)
+    return Row(
+        f"worst crafted request ÷ an ordinary one, worker CPU in process ({worst.case.name}; "
+        "`tests/benchmarks/crafted.py`)",
+        {"": worst.ratio},
+        f"≤ {crafted.TARGET:g}",
+        worst.ratio <= crafted.TARGET,
+        f"{worst.low:.2f}–{worst.high:.2f}",
+    )
 
 
 def _costs(http, counted):

@@ -176,9 +176,9 @@ class EventLogger:
 
     def _checked(self, state, event_type, payload, event_id):
         """``_build``, refusing (EventTooLarge) an event whose line is over the size limit rather than shortening it."""
-        event, line = self._build(state, event_type, payload, event_id)
+        event, line = self._build(state, event_type, payload, event_id, refuse_over=state.max_bytes)
         if len(line) >= state.max_bytes:
-            raise EventTooLarge(f"the event's line would be {len(line) + 1} bytes; the limit is {state.max_bytes}")
+            raise _too_large(line, state.max_bytes)
         return event, line
 
     def _emit(self, state, event, line):
@@ -207,11 +207,14 @@ class EventLogger:
             state.refused += count
         metrics.EVENTS_REFUSED.inc(count)
 
-    def _build(self, state, event_type, payload, event_id=None):
+    def _build(self, state, event_type, payload, event_id=None, refuse_over=None):
         """The validated, redacted, pseudonymised, scrubbed and stamped event, and its line.
 
         The steps, in order, are those of ``payload_rules``; the size cap
-        (``fit_line``, or the HTTP routes' 413) comes after, on the line.
+        (``fit_line``, or the HTTP routes' 413) comes after, on the line. With
+        ``refuse_over`` (the HTTP routes), a line already that long before
+        scrubbing is refused (EventTooLarge) without being scrubbed: a client
+        must not make the server scrub what it refuses in the end (SPEC S13).
         """
         schema = PAYLOAD_SCHEMAS.get(event_type) if isinstance(event_type, str) else None
         if schema is None:
@@ -257,6 +260,8 @@ class EventLogger:
             event = replace(event, payload=payload if key is None else pseudonymise(payload, key))
             line = _line_of(event)
             classes = payload_classes(line)
+        if refuse_over is not None and len(line) >= refuse_over:
+            raise _too_large(line, refuse_over)
         if state.scrub_values and may_hold_secrets(classes):
             event = replace(event, payload=scrub(event.payload))
             line = event.to_line()
@@ -312,6 +317,10 @@ class EventLogger:
                 return
             state.last_warning, count, state.unwarned_drops = now, state.unwarned_drops, 0
         current_app.logger.warning("telemetry: dropped %d event(s), the latest a %s: %s", count, event_type, reason)
+
+
+def _too_large(line: str, max_bytes: int) -> EventTooLarge:
+    return EventTooLarge(f"the event's line would be {len(line) + 1} bytes; the limit is {max_bytes}")
 
 
 def _line_of(event):

@@ -57,10 +57,10 @@ def redact(value, max_depth, depth=0):
 
 
 # What _SECRET_KEY looks for, as scrubbing.payload_classes spells it: lower
-# case, "_" as "." and "-" as "0". An ASCII key is on the line as it is (JSON
+# case, "_" as itself and "-" as "0". An ASCII key is on the line as it is (JSON
 # escapes none of these letters); any other character is a \u escape there.
 # Written out in redact_may_change: a generator over these costs five times more.
-_SECRET_WORDS = ("password", "token", "secret", "authorization", "apikey", "api.key", "api0key")
+_SECRET_WORDS = ("password", "token", "secret", "authorization", "apikey", "api_key", "api0key")
 
 
 def redact_may_change(payload, line, classes, max_depth):
@@ -87,7 +87,7 @@ def redact_may_change(payload, line, classes, max_depth):
         or "secret" in classes
         or "authorization" in classes
         or "apikey" in classes
-        or "api.key" in classes
+        or "api_key" in classes
         or "api0key" in classes
     )
 

@@ -4,6 +4,7 @@ from flask import Blueprint
 
 from ..analytics.event_logger import get_event_logger
 from ..analytics.payload_rules import ANONYMOUS
+from ..analytics.scrubbing import scrubbed_cut
 from ..context import this_app, this_request
 from ..openapi import header_parameter, responds, use_body
 from .schemas import (
@@ -123,7 +124,7 @@ def _reply(block_type, body, query, schema, **content):
         # Usage is counted; the reader and what they typed are not.
         user_id, query = ANONYMOUS, None
     else:
-        user_id = environ.get(USER_ENVIRON, "").strip()[:_USER_ID_CHARS] or ANONYMOUS
+        user_id = _cut(environ.get(USER_ENVIRON, "").strip(), _USER_ID_CHARS) or ANONYMOUS
     event = {
         "user_id": user_id,
         "chapter_id": body["chapter_id"],
@@ -134,6 +135,16 @@ def _reply(block_type, body, query, schema, **content):
         event["section_id"] = body["section_id"]
     get_event_logger().try_log("ai_block_used", event)
     return reply
+
+
+def _cut(text: str, chars: int) -> str:
+    """``text`` within ``chars`` characters, scrubbed before it is cut (SPEC S11) when scrubbing is on.
+
+    A token cut short no longer looks like one: the scrubber must see it whole.
+    """
+    if len(text) <= chars:
+        return text
+    return scrubbed_cut(text, chars) if this_app().config["TELEMETRY_SCRUB_VALUES"] else text[:chars]
 
 
 def _refuses_tracking(environ):
