@@ -14,6 +14,18 @@ PROBLEM_MIMETYPE = "application/problem+json"
 _ERROR_MESSAGE_CHARS = 500
 
 
+class EventRefused(Exception):
+    """An event the client sent was rejected: the client's error (413, 422), raised by the ingestion routes.
+
+    An EventRejected that reaches the error handlers unwrapped came from the
+    app's own ``log()`` call: our mistake, answered as a server error.
+    """
+
+    def __init__(self, rejection):
+        super().__init__(str(rejection))
+        self.rejection = rejection
+
+
 class BatchRefused(Exception):
     """No event of a batch was accepted; carries the per-event results for the problem."""
 
@@ -47,7 +59,8 @@ def register_error_handlers(app):
     """Render every error, expected or not, as a problem."""
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ValidationError, _validation_error)
-    app.register_error_handler(EventRejected, _rejected_event)
+    app.register_error_handler(EventRefused, _refused_event)
+    app.register_error_handler(EventRejected, _rejected_in_app)
     app.register_error_handler(SinkUnavailable, _unavailable_sink)
     app.register_error_handler(BatchRefused, _refused_batch)
     app.register_error_handler(Exception, _unexpected_error)
@@ -79,8 +92,8 @@ def event_refusal(error):
     return 422, {"detail": "The event failed validation.", "errors": error.messages}
 
 
-def _rejected_event(error):
-    status, members = event_refusal(error)
+def _refused_event(error):
+    status, members = event_refusal(error.rejection)
     _count_refused_event(status)
     return problem(status, **members)
 
@@ -111,8 +124,25 @@ def _refused_batch(error):
     return problem(status, detail, headers=headers, **error.reply)
 
 
+def _rejected_in_app(error):
+    """The app's own code logged an event the EventLogger rejected, and did not catch it: a 500, never a 4xx."""
+    current_app.logger.warning(
+        "the app logged an event the EventLogger rejected on %s: %s: %s",
+        request.path,
+        type(error).__name__,
+        error,
+        exc_info=error,
+    )
+    return _server_error(error)
+
+
 def _unexpected_error(error):
     current_app.logger.error("unhandled %s on %s", type(error).__name__, request.path, exc_info=error)
+    return _server_error(error)
+
+
+def _server_error(error):
+    """The 500 problem, after an ``error_event`` naming ``error``."""
     get_event_logger().try_log(
         "error_event",
         {

@@ -115,7 +115,8 @@ class BatchSchema(CompiledSchema):
         unknown = RAISE
 
     # A validator rather than a @validates hook: a schema with hooks takes no compiled plan.
-    events = fields.List(fields.Raw(), required=True, validate=_batch_size)
+    # Any element, null included, is the route's to judge on its own, as /log would judge it.
+    events = fields.List(fields.Raw(allow_none=True), required=True, validate=_batch_size)
 
 
 # The batch body as documented: each event is shaped like the body of /log,
@@ -129,7 +130,11 @@ BATCH_DOCUMENT = {
             "type": "array",
             "minItems": 1,
             "items": EVENT_DOCUMENT,
-            "description": "1 to TELEMETRY_MAX_BATCH_EVENTS (default 100) events, each judged as /log would.",
+            "description": (
+                "1 to TELEMETRY_MAX_BATCH_EVENTS (default 100) events, each judged as /log would. An element"
+                " that is not a valid event (null, a string, a number, an object that fails) is refused alone:"
+                " its result is a 422, and the other elements are still judged."
+            ),
         }
     },
 }

@@ -13,10 +13,10 @@ from werkzeug.exceptions import TooManyRequests, Unauthorized
 
 from .. import metrics
 from ..context import this_app, this_request
-from ..errors import BatchRefused, event_refusal
+from ..errors import BatchRefused, EventRefused, event_refusal
 from ..openapi import bearer_auth, responds, use_body
 from .bots import get_bot_filter
-from .event_logger import get_event_logger
+from .event_logger import EventRejected, get_event_logger
 from .rate_limit import get_rate_limiter
 from .schemas import (
     BATCH_DOCUMENT,
@@ -128,7 +128,11 @@ def limit_rate(view):
 @limit_rate
 def log_event(body):
     """Accept one analytics event from the front end."""
-    event = get_event_logger().accept(body["event_type"], body["payload"], body.get("event_id"))
+    try:
+        event = get_event_logger().accept(body["event_type"], body["payload"], body.get("event_id"))
+    except EventRejected as exc:
+        # The client's event, not the app's own call: a 413 or 422 (errors.EventRefused).
+        raise EventRefused(exc) from exc
     reply = {
         "status": "accepted",
         "event_id": event.event_id,
