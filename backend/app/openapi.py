@@ -2,12 +2,16 @@
 
 ``use_body`` loads the request body with a schema and records that schema on
 the view; ``responds`` records what the view answers. ``build_spec`` walks the
-app's URL map and turns those records into an OpenAPI 3 document, so a route
-cannot exist undocumented and its documentation cannot drift from its code.
+app's URL map and turns those records into an OpenAPI 3 document, so a
+route's documentation cannot drift from its code. A route without a contract
+(no ``@responds``) is documented from what is known of it: its method, path,
+path parameters and docstring, and an answer marked undocumented; the
+document never fails for it (research.md, section 24).
 """
 
 import functools
 import inspect
+import re
 import sys
 
 from apispec import APISpec
@@ -33,6 +37,11 @@ _ALWAYS = (500,)
 _BODY_ERRORS = (400, 403, 413, 415, 422)
 _BODY_MEDIA_TYPES = ("application/json",)
 _DESCRIPTIONS = {403: "The request's Origin is not one of CORS_ORIGINS (when that is a list)."}
+# A view without a contract: its answer is unknown, so it is described as such (x-undocumented marks it).
+_UNDOCUMENTED_ANSWER = "The route declares no contract (@responds): its answers are not described."
+# werkzeug's <converter(arguments):name> in a rule, and the OpenAPI types of its converters.
+_RULE_VARIABLE = re.compile(r"<(?:(?P<converter>[a-zA-Z_]\w*)(?:\([^>]*\))?:)?(?P<name>[a-zA-Z_]\w*)>")
+_CONVERTER_TYPES = {"int": "integer", "float": "number"}
 
 
 class ProblemSchema(Schema):
@@ -141,8 +150,12 @@ def build_spec(app, path_prefixes=DOCUMENTED_PREFIXES):
     for rule in rules:
         view = app.view_functions[rule.endpoint]
         methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
-        operations = {method.lower(): _operation(view, rule.endpoint) for method in methods}
-        spec.path(path=rule.rule, operations=operations)
+        # A view serving several methods gets one operationId per method: they must be unique.
+        operations = {
+            method.lower(): _operation(view, rule, f"_{method.lower()}" if len(methods) > 1 else "")
+            for method in methods
+        }
+        spec.path(path=_RULE_VARIABLE.sub(r"{\g<name>}", rule.rule), operations=operations)
     return spec.to_dict()
 
 
@@ -174,17 +187,23 @@ def _null_branch_admits_only_null(converter, field, ret):
     return {"anyOf": pinned}
 
 
-def _operation(view, endpoint):
+def _operation(view, rule, id_suffix):
+    endpoint = rule.endpoint
     contract = getattr(view, "openapi", None)
-    if contract is None:
-        raise LookupError(f"route {endpoint!r} has no OpenAPI contract; decorate it with @responds")
     description = inspect.cleandoc(view.__doc__ or endpoint)
     operation = {
-        "operationId": endpoint.replace(".", "_"),
+        "operationId": endpoint.replace(".", "_") + id_suffix,
         "summary": description.splitlines()[0],
         "description": description,
         "tags": [_tag(endpoint)],
     }
+    if contract is None:
+        contract = {"body": None, "responses": {}, "parameters": [], "security": None}
+        operation["x-undocumented"] = True
+        operation["responses"] = {"default": {"description": _UNDOCUMENTED_ANSWER}}
+    path_parameters = _path_parameters(rule)
+    if path_parameters:
+        operation["parameters"] = path_parameters
     statuses = dict(contract["responses"])
     if contract["body"] is not None:
         operation["requestBody"] = {
@@ -196,11 +215,26 @@ def _operation(view, endpoint):
     for status in _ALWAYS:
         statuses.setdefault(status, (None, None, {}, None))
     if contract["parameters"]:
-        operation["parameters"] = contract["parameters"]
+        operation["parameters"] = path_parameters + contract["parameters"]
     # An empty list says "public" outright, where no security at all would leave it unsaid.
     operation["security"] = contract["security"] if contract["security"] is not None else []
-    operation["responses"] = {str(status): _response(status, *statuses[status]) for status in sorted(statuses)}
+    operation.setdefault("responses", {}).update(
+        {str(status): _response(status, *statuses[status]) for status in sorted(statuses)}
+    )
     return operation
+
+
+def _path_parameters(rule):
+    """The rule's variables (``<int:chapter>``) as OpenAPI path parameters."""
+    return [
+        {
+            "in": "path",
+            "name": variable["name"],
+            "required": True,
+            "schema": {"type": _CONVERTER_TYPES.get(variable["converter"], "string")},
+        }
+        for variable in _RULE_VARIABLE.finditer(rule.rule)
+    ]
 
 
 def _response(status, schema, description, headers, media_type):
