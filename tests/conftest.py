@@ -17,7 +17,11 @@ _TEST_TOOL_PLUGINS = {
     "xdist": "xdist.plugin",
 }
 pytest_plugins = [
-    plugin for package, plugin in _TEST_TOOL_PLUGINS.items() if importlib.util.find_spec(package) is not None
+    # The fixtures the README offers to the app's developers (recorded_events, caplog for events).
+    "app.testing",
+    # The browser tests' fixtures: one Chromium and one page server per module.
+    "browser_support",
+    *(plugin for package, plugin in _TEST_TOOL_PLUGINS.items() if importlib.util.find_spec(package) is not None),
 ]
 
 

@@ -1,11 +1,15 @@
 """The EventLogger extension: validates, stamps and emits analytics events."""
 
+import json
 import os
 import threading
 import time
 import weakref
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 from flask import current_app
 from marshmallow import ValidationError
@@ -61,6 +65,8 @@ class _AppTelemetry:
             stall_seconds=config["TELEMETRY_STALL_SECONDS"],
             max_line=self.max_bytes,
         )
+        # The lists that record_events() fills, each while its block is open.
+        self.recorders = []
         self.reset_counters()
         ref = weakref.ref(self)
         # Counts are per worker process: a forked worker starts from zero.
@@ -190,6 +196,8 @@ class EventLogger:
         with state.lock:
             state.logged[event.event_type] += 1
             state.handler_failures += failures
+            if state.recorders:
+                _record(state.recorders, (line,))
         return None
 
     def _written(self, state, by_type, lines):
@@ -200,6 +208,8 @@ class EventLogger:
         with state.lock:
             state.logged.update(by_type)
             state.handler_failures += failures
+            if state.recorders:
+                _record(state.recorders, lines)
 
     @staticmethod
     def _refused(state, count):
@@ -262,6 +272,32 @@ class EventLogger:
             line = event.to_line()
         return event, line
 
+    @contextmanager
+    def record_events(self, app=None) -> Iterator[list[dict[str, Any]]]:
+        """Yield a list that collects the events ``app`` (else the current app) writes while the block is open.
+
+        Each event is its line decoded (``event_id``, ``event_type``,
+        ``timestamp``, ``payload``, and ``truncated`` when set), as written:
+        after redaction, pseudonyms, scrubbing and the size cap. Events of
+        other apps, and events refused or dropped, are not in it. Events
+        written from any thread are, in the order they were written.
+        """
+        if app is None:
+            state = self._state()
+        elif app in self._apps:
+            state = self._apps[app]
+        else:
+            raise RuntimeError("this EventLogger is not registered on that app")
+        recorded: list[dict[str, Any]] = []
+        with state.lock:
+            state.recorders.append(recorded)
+        try:
+            yield recorded
+        finally:
+            with state.lock:
+                # By identity: another block's list may be equal to this one.
+                state.recorders[:] = [other for other in state.recorders if other is not recorded]
+
     def health(self):
         """Counters and sink state of the current app in this process."""
         state = self._state()
@@ -312,6 +348,13 @@ class EventLogger:
                 return
             state.last_warning, count, state.unwarned_drops = now, state.unwarned_drops, 0
         current_app.logger.warning("telemetry: dropped %d event(s), the latest a %s: %s", count, event_type, reason)
+
+
+def _record(recorders, lines):
+    """Append each of ``lines``, decoded, to each open ``record_events`` list."""
+    events = [json.loads(line) for line in lines]
+    for recorded in recorders:
+        recorded.extend(events)
 
 
 def _line_of(event):
