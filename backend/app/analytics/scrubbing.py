@@ -45,7 +45,8 @@ _PAYLOAD_KEY = '"payload":'
 
 # scheme://userinfo@ : everything up to the last "@" of the authority.
 _URL_CREDENTIALS = re.compile(r"(?<=[A-Za-z0-9+.-]://)[^\s/?#\[\]@]*(?:@[^\s/?#\[\]@]*)*@(?=[^\s@])")
-_SECRET_PARAMETER = re.compile(r"(?<=[?&#;])(%s)=[^&#\s\"'<>]+" % "|".join(SECRET_PARAMETERS), re.IGNORECASE)
+_SECRET_NAMES = "|".join(SECRET_PARAMETERS)
+_SECRET_PARAMETER = re.compile(rf"(?<=[?&#;])({_SECRET_NAMES})=[^&#\s\"'<>]+", re.IGNORECASE)
 # Header, payload and signature in base64url; the header always opens with '{"'.
 _JWT = re.compile(r"(?<![\w-])eyJ[\w-]+\.[\w-]+\.[\w-]*", re.ASCII)
 # A token after "Bearer " is a secret when it could not be an English word:

@@ -233,7 +233,10 @@ class EventSink:
         return taken
 
     def _put(self, data, lines):
-        """Under the lock: write ``data``, the whole ``lines`` joined, or take them into the backlog; how many were taken."""
+        """Under the lock: write ``data``, the whole ``lines`` joined, or take them into the backlog.
+
+        Returns how many of ``lines`` were taken.
+        """
         if self._closed:
             return 0
         if self._backlog:

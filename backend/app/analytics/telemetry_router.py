@@ -187,7 +187,7 @@ def _batch_results(logger, events):
             continue
         valid.append(index)
         loaded.append((body["event_type"], body["payload"], body.get("event_id")))
-    for index, outcome in zip(valid, logger.accept_all(loaded)):
+    for index, outcome in zip(valid, logger.accept_all(loaded), strict=True):
         if isinstance(outcome, Exception):
             results[index] = _batch_refusal(index, outcome)
         else:
