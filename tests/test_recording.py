@@ -122,3 +122,12 @@ def test_caplog_sees_events_of_an_app_made_inside_the_test(make_app, caplog):
     assert '"chapter_id":"ch-2"' in record.getMessage()
     with app.app_context():
         assert get_event_logger().health()["handler_failures"] == 0
+
+
+def test_any_mapping_is_a_payload(app, recorded_events):
+    from types import MappingProxyType
+
+    with app.app_context():
+        get_event_logger().log("chapter_visit", MappingProxyType({"chapter_id": "ch-4"}))
+
+    assert recorded_events[0]["payload"] == {"chapter_id": "ch-4"}

@@ -1,6 +1,7 @@
 """Value scrubbing: e-mail addresses, tokens, card numbers and URL secrets found inside strings."""
 
 import re
+from typing import Any
 
 EMAIL = "[EMAIL]"
 CARD = "[CARD]"
@@ -63,7 +64,7 @@ _EMAIL = re.compile(r"(?<![\w.!#$%*+^`{|}~-])[\w.!#$%*+^`{|}~-]+@(?:[^\W_](?:[\w
 _CARD = re.compile(r"(?<![\w.-])(?:\d{13,19}|\d{4}(?:[ -]\d{2,6}){2,4})(?![\w-]|\.\d)", re.ASCII)
 
 
-def payload_classes(line):
+def payload_classes(line: str) -> str:
     """The class of each character of an event line's payload text, for the pre-checks (see ``_CLASSES``).
 
     ``line`` is an event's ASCII JSON line; the server's fields before its
@@ -72,17 +73,17 @@ def payload_classes(line):
     return line[line.find(_PAYLOAD_KEY) :].encode("ascii").translate(_CLASSES).decode("ascii")
 
 
-def may_hold_secrets(classes):
+def may_hold_secrets(classes: str) -> bool:
     """False when no string of the payload whose ``payload_classes`` these are holds anything ``scrub`` replaces."""
     return "!" in classes or "eyj" in classes or "bearer" in classes or _CARD_RUN in classes
 
 
-def line_may_hold_secrets(line):
+def line_may_hold_secrets(line: str) -> bool:
     """False when no string of the event line's payload can hold anything ``scrub`` replaces."""
     return may_hold_secrets(payload_classes(line))
 
 
-def scrub_text(text):
+def scrub_text(text: str) -> str:
     """``text`` with every secret and address it holds replaced; ordinary text comes back as it is."""
     if _CANDIDATE.search(text) is None:
         return text
@@ -94,7 +95,7 @@ def scrub_text(text):
     return _CARD.sub(_card, text)
 
 
-def scrub(value):
+def scrub(value: Any) -> Any:
     """A copy of ``value`` (a payload) with every string at any depth scrubbed by ``scrub_text``."""
     if isinstance(value, str):
         return scrub_text(value)
@@ -105,12 +106,12 @@ def scrub(value):
     return value
 
 
-def _card(match):
+def _card(match: re.Match[str]) -> str:
     digits = match.group().replace(" ", "").replace("-", "")
     return CARD if 13 <= len(digits) <= 19 and _luhn_valid(digits) else match.group()
 
 
-def _luhn_valid(digits):
+def _luhn_valid(digits: str) -> bool:
     total = 0
     for position, digit in enumerate(reversed(digits)):
         value = int(digit)
