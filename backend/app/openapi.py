@@ -13,11 +13,15 @@ import functools
 import inspect
 import re
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Flask
 from marshmallow import Schema, fields
 from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.routing import Rule
 
 from .json_body import json_body
 
@@ -59,13 +63,24 @@ class ValidationProblemSchema(ProblemSchema):
     errors = fields.Dict(required=True)
 
 
-def _contract(view):
-    if not hasattr(view, "openapi"):
-        view.openapi = {"body": None, "responses": {}, "parameters": [], "security": None}
-    return view.openapi
+View = TypeVar("View", bound=Callable[..., Any])
 
 
-def use_body(schema, *, documented=None, plain_text=False, objects_only=True):
+def _contract(view: Callable[..., Any]) -> dict[str, Any]:
+    """The contract recorded on ``view`` (its ``openapi`` attribute), made empty on first use."""
+    contract: dict[str, Any] = vars(view).setdefault(
+        "openapi", {"body": None, "responses": {}, "parameters": [], "security": None}
+    )
+    return contract
+
+
+def use_body(
+    schema: Schema,
+    *,
+    documented: Schema | dict[str, Any] | None = None,
+    plain_text: bool = False,
+    objects_only: bool = True,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Load the JSON body with ``schema`` and pass the result as the view's first argument.
 
     ``documented`` is the body's OpenAPI schema where ``schema`` alone does
@@ -76,9 +91,9 @@ def use_body(schema, *, documented=None, plain_text=False, objects_only=True):
     schema's to refuse (422) rather than a 400.
     """
 
-    def decorate(view):
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
-        def load_and_call(*args, **kwargs):
+        def load_and_call(*args: Any, **kwargs: Any) -> Any:
             return view(schema.load(json_body(plain_text, objects_only)), *args, **kwargs)
 
         # functools.wraps shares the view's attributes, its contract included.
@@ -90,24 +105,31 @@ def use_body(schema, *, documented=None, plain_text=False, objects_only=True):
     return decorate
 
 
-def responds(status, schema=None, *, description, headers=None, media_type=None):
+def responds(
+    status: int,
+    schema: type[Schema] | Schema | dict[str, Any] | None = None,
+    *,
+    description: str,
+    headers: dict[str, Any] | None = None,
+    media_type: str | None = None,
+) -> Callable[[View], View]:
     """Document one answer of the view; a schema-less 4xx/5xx answer is a problem.
 
     ``headers`` maps a header name to its OpenAPI header object; ``media_type``
     names a body that is not JSON (``schema`` then describes it).
     """
 
-    def decorate(view):
+    def decorate(view: View) -> View:
         _contract(view)["responses"][status] = (schema, description, headers or {}, media_type)
         return view
 
     return decorate
 
 
-def header_parameter(name, description):
+def header_parameter(name: str, description: str) -> Callable[[View], View]:
     """Document a request header the view reads."""
 
-    def decorate(view):
+    def decorate(view: View) -> View:
         _contract(view)["parameters"].append(
             {"in": "header", "name": name, "required": False, "schema": {"type": "string"}, "description": description}
         )
@@ -116,7 +138,7 @@ def header_parameter(name, description):
     return decorate
 
 
-def bearer_auth(view):
+def bearer_auth(view: View) -> View:
     """Document that the view may require ``Authorization: Bearer <token>``."""
     _contract(view)["security"] = [{}, {"bearerAuth": []}]
     return view
@@ -126,7 +148,7 @@ def bearer_auth(view):
 DOCUMENTED_PREFIXES = ("/api", "/metrics")
 
 
-def build_spec(app, path_prefixes=DOCUMENTED_PREFIXES):
+def build_spec(app: Flask, path_prefixes: tuple[str, ...] = DOCUMENTED_PREFIXES) -> dict[str, Any]:
     """The OpenAPI document for every route under one of ``path_prefixes``."""
     marshmallow_plugin = MarshmallowPlugin()
     spec = APISpec(
@@ -137,7 +159,10 @@ def build_spec(app, path_prefixes=DOCUMENTED_PREFIXES):
         info={"description": API_DESCRIPTION, "license": API_LICENSE, "contact": API_CONTACT},
         servers=API_SERVERS,
     )
-    marshmallow_plugin.converter.add_attribute_function(_null_branch_admits_only_null)
+    converter = marshmallow_plugin.converter
+    assert converter is not None, "APISpec sets up its plugins' converters"
+    # apispec leaves add_attribute_function unannotated.
+    converter.add_attribute_function(_null_branch_admits_only_null)  # type: ignore[no-untyped-call]
     spec.components.schema("Problem", schema=ProblemSchema)
     spec.components.schema("ValidationProblem", schema=ValidationProblemSchema)
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
@@ -149,7 +174,8 @@ def build_spec(app, path_prefixes=DOCUMENTED_PREFIXES):
         spec.tag({"name": tag, "description": _tag_description(app, tag)})
     for rule in rules:
         view = app.view_functions[rule.endpoint]
-        methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
+        # Every rule of Flask's URL map has its methods; a bare werkzeug Rule may not.
+        methods = sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
         # A view serving several methods gets one operationId per method: they must be unique.
         operations = {
             method.lower(): _operation(view, rule, f"_{method.lower()}" if len(methods) > 1 else "")
@@ -159,12 +185,12 @@ def build_spec(app, path_prefixes=DOCUMENTED_PREFIXES):
     return spec.to_dict()
 
 
-def _tag(endpoint):
+def _tag(endpoint: str) -> str:
     """An operation's tag: the blueprint that serves it."""
     return endpoint.split(".")[0]
 
 
-def _tag_description(app, tag):
+def _tag_description(app: Flask, tag: str) -> str:
     """The first line of the docstring of the blueprint's module."""
     blueprint = app.blueprints.get(tag)
     module = sys.modules.get(blueprint.import_name) if blueprint is not None else None
@@ -172,7 +198,7 @@ def _tag_description(app, tag):
     return doc.splitlines()[0] if doc else f"The {tag} routes."
 
 
-def _null_branch_admits_only_null(converter, field, ret):
+def _null_branch_admits_only_null(converter: Any, field: fields.Field[Any], ret: dict[str, Any]) -> dict[str, Any]:
     """Pin the null branch apispec writes for a nullable Nested field to null itself.
 
     For OpenAPI 3.0 apispec documents ``Nested(..., allow_none=True)`` as
@@ -187,11 +213,11 @@ def _null_branch_admits_only_null(converter, field, ret):
     return {"anyOf": pinned}
 
 
-def _operation(view, rule, id_suffix):
+def _operation(view: Callable[..., Any], rule: Rule, id_suffix: str) -> dict[str, Any]:
     endpoint = rule.endpoint
     contract = getattr(view, "openapi", None)
     description = inspect.cleandoc(view.__doc__ or endpoint)
-    operation = {
+    operation: dict[str, Any] = {
         "operationId": endpoint.replace(".", "_") + id_suffix,
         "summary": description.splitlines()[0],
         "description": description,
@@ -224,7 +250,7 @@ def _operation(view, rule, id_suffix):
     return operation
 
 
-def _path_parameters(rule):
+def _path_parameters(rule: Rule) -> list[dict[str, Any]]:
     """The rule's variables (``<int:chapter>``) as OpenAPI path parameters."""
     return [
         {
@@ -237,13 +263,19 @@ def _path_parameters(rule):
     ]
 
 
-def _response(status, schema, description, headers, media_type):
+def _response(
+    status: int,
+    schema: type[Schema] | Schema | dict[str, Any] | None,
+    description: str | None,
+    headers: dict[str, Any],
+    media_type: str | None,
+) -> dict[str, Any]:
     if schema is None and status >= 400:
         schema = ValidationProblemSchema if status == 422 else ProblemSchema
     if media_type is None:
         is_problem = isinstance(schema, type) and issubclass(schema, ProblemSchema)
         media_type = "application/problem+json" if is_problem else "application/json"
-    response = {"description": description or _DESCRIPTIONS.get(status) or HTTP_STATUS_CODES[status]}
+    response: dict[str, Any] = {"description": description or _DESCRIPTIONS.get(status) or HTTP_STATUS_CODES[status]}
     if schema is not None:
         response["content"] = {media_type: {"schema": schema}}
     if headers:
