@@ -118,7 +118,8 @@ def _value_check(field: fields.Field[Any]) -> _Plan | None:
     elif type(field) is fields.Dict and field.value_field is None and _plain_key_field(field.key_field):
         plain = _is_str_keyed_dict
     elif type(field) is fields.List and _plain_raw_field(field.inner):
-        plain = _list_without_nulls
+        # A null item is marshmallow's error unless the items may be null.
+        plain = _list_copy if field.inner.allow_none else _list_without_nulls
     else:
         return None
     validators = tuple(field.validators)
@@ -153,12 +154,7 @@ def _plain_key_field(key_field: fields.Field[Any] | None) -> bool:
 
 
 def _plain_raw_field(field: fields.Field[Any]) -> bool:
-    return (
-        type(field) is fields.Raw
-        and not field.validators
-        and not field.allow_none
-        and not (field.pre_load or field.post_load)
-    )
+    return type(field) is fields.Raw and not field.validators and not (field.pre_load or field.post_load)
 
 
 def _is_str(value: Any) -> Any:
@@ -191,6 +187,11 @@ def _list_without_nulls(value: Any) -> Any:
     if type(value) is not list or None in value:
         return _UNSURE
     return list(value)
+
+
+def _list_copy(value: Any) -> Any:
+    # What fields.List(fields.Raw(allow_none=True)) loads from a list: a copy, nulls included.
+    return list(value) if type(value) is list else _UNSURE
 
 
 def _dump_plan(schema: Schema) -> _Plan | None:
