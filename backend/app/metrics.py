@@ -15,8 +15,10 @@ a process that counts nothing (a ``flask`` command, gunicorn's master under
 import os
 import threading
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Flask, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -31,6 +33,9 @@ from prometheus_client import (
 from .analytics.analytics_models import EVENT_TYPES
 from .config import ConfigError
 from .openapi import responds
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 # The statuses that refuse an event before it reaches the sink.
 REJECTION_STATUSES = (400, 401, 403, 413, 415, 422)
@@ -55,7 +60,7 @@ _request_duration = Histogram(
 )
 
 
-def _make_series():
+def _make_series() -> dict[str, Any]:
     """The series that hold values: the unlabelled metrics, and each label's child, made once."""
     check_multiprocess_dir()
     return {
@@ -99,7 +104,7 @@ _SERIES = (
 _series_lock = threading.Lock()
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     """``metrics.EVENTS_ACCEPTED`` and the other series, made on first use; then plain module globals."""
     if name not in _SERIES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -109,12 +114,12 @@ def __getattr__(name):
     return globals()[name]
 
 
-def _series(name):
+def _series(name: str) -> Any:
     # Inside this module a bare name does not reach __getattr__.
     return globals().get(name) or __getattr__(name)
 
 
-def check_multiprocess_dir():
+def check_multiprocess_dir() -> None:
     """Refuse, in one line, a PROMETHEUS_MULTIPROC_DIR this process cannot keep its values in."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path is None:
@@ -134,7 +139,7 @@ def check_multiprocess_dir():
 bp = Blueprint("metrics", __name__)
 
 
-def count_rejected(status):
+def count_rejected(status: int) -> None:
     """Count one event refused with ``status``, if that status refuses events (not 202, not 503)."""
     rejected = _series("EVENTS_REJECTED").get(status)
     if rejected is not None:
@@ -148,22 +153,24 @@ def count_rejected(status):
     media_type=CONTENT_TYPE_LATEST.split(";")[0],
     description="The metrics in Prometheus' text exposition format.",
 )
-def get_metrics():
+def get_metrics() -> Response:
     """Serve the process's metrics, or the whole server's in multiprocess mode, in Prometheus' text format."""
     _series("EVENTS_ACCEPTED")  # every series is listed, at zero until counted
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         # A fresh registry per scrape, as prometheus_client documents for multiprocess mode.
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        # prometheus_client leaves the collector's constructor unannotated.
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry = REGISTRY
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
-def init_app(app):
+def init_app(app: Flask) -> None:
     """Time every request to a route, and serve ``/metrics``; refuse a PROMETHEUS_MULTIPROC_DIR it cannot use."""
     check_multiprocess_dir()
-    app.wsgi_app = _RequestTimer(app)
+    # Flask's documented way to add WSGI middleware; its stubs declare wsgi_app a method.
+    app.wsgi_app = _RequestTimer(app)  # type: ignore[method-assign]
     app.register_blueprint(bp)
 
 
@@ -176,21 +183,21 @@ class _RequestTimer:
     are not timed, which keeps the label set to the routes.
     """
 
-    def __init__(self, app):
+    def __init__(self, app: Flask) -> None:
         self.app = app
         self.wsgi_app = app.wsgi_app
-        self._durations = None
+        self._durations: dict[str, Any] | None = None
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: "WSGIEnvironment", start_response: "StartResponse") -> Iterable[bytes]:
         started = time.perf_counter()
         try:
             return self.wsgi_app(environ, start_response)
         finally:
-            duration = self._route_durations().get(environ.get("PATH_INFO"))
+            duration = self._route_durations().get(environ.get("PATH_INFO", ""))
             if duration is not None:
                 duration.observe(time.perf_counter() - started)
 
-    def _route_durations(self):
+    def _route_durations(self) -> dict[str, Any]:
         # Made on the first request, once the URL map is complete; one child per route, made once.
         if self._durations is None:
             routes = {rule.rule for rule in self.app.url_map.iter_rules() if not rule.arguments}
