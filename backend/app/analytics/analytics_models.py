@@ -25,6 +25,7 @@ if json.encoder.c_make_encoder is not None:  # type: ignore[attr-defined]
     def _encoded_payload(payload: Any) -> str:
         return "".join(_payload_chunks(payload, 0))
 else:  # an interpreter without the C accelerator
+    # The same signature as the def above, which mypy takes as the one definition.
     _encoded_payload = _LINE_ENCODER.encode  # type: ignore[assignment]
 
 
