@@ -1,5 +1,6 @@
 """Fixtures: an app from the factory with test config, its client, CLI runner and events."""
 
+import importlib.util
 import logging
 import os
 
@@ -7,6 +8,36 @@ import pytest
 from app import create_app
 from event_lines import parse_event_lines
 from streams import UnreadPipe
+
+# The test tools' plugins (tests/requirements.txt), named rather than
+# autoloaded (setup.cfg says why); with requirements.txt alone, pytest runs without them.
+_TEST_TOOL_PLUGINS = {
+    "schemathesis": "schemathesis.pytest.plugin",
+    "hypothesis": "_hypothesis_pytestplugin",
+    "xdist": "xdist.plugin",
+}
+pytest_plugins = [
+    # The fixtures the README offers to the app's developers (recorded_events, caplog for events).
+    "app.testing",
+    # The browser tests' fixtures: one Chromium and one page server per module.
+    "browser_support",
+    *(plugin for package, plugin in _TEST_TOOL_PLUGINS.items() if importlib.util.find_spec(package) is not None),
+]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config):
+    """One xdist worker per core unless ``-n`` says otherwise: most tests spend their time in CPU.
+
+    A file stays on one worker (``--dist loadfile``), so its module-scoped servers start once.
+    """
+    # A worker (workerinput) is handed numprocesses None: it must not start workers of its own.
+    distributing = config.pluginmanager.has_plugin("xdist.plugin") and not hasattr(config, "workerinput")
+    if distributing and config.option.numprocesses is None:
+        config.option.numprocesses = "auto"
+        if config.option.dist == "no":
+            config.option.dist = "loadfile"
+    return (yield)
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,10 @@ Conventions (README.md, "Documentation that runs"):
   blank lines only is that command's expected output (stdout and stderr as a
   terminal shows them), compared like a doctest: ``...`` matches anything and
   runs of whitespace are equal.
+- A ``python`` block whose first line is ``# file: PATH`` (relative) is a
+  file the reader adds to the repository. The session writes it into a copy
+  of the repository made of links to it, never into the repository itself,
+  and runs every later command block there.
 """
 
 import doctest
@@ -40,6 +44,7 @@ _SKIP = re.compile(r"^<!-- docs-test: skip \((?P<reason>[^()]*\S[^()]*)\) -->$")
 # A command line (continuations joined) that starts gunicorn, maybe after VAR=value settings.
 _SERVER = re.compile(r"^\s*(?:\w+=\S*\s+)*gunicorn\b.*\bwsgi:app\b", re.MULTILINE)
 _DOCS_ADDRESS = re.compile(rf"\b(?:127\.0\.0\.1|localhost):{DOCS_PORT}\b")
+_FILE = re.compile(r"^# file: (?P<path>\S+)$")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,13 @@ class Block:
     @property
     def where(self):
         return f"{self.document}:{self.line}"
+
+    @property
+    def file_path(self):
+        """The path a ``python`` block's ``# file:`` line gives it, or None."""
+        first = self.text.partition("\n")[0]
+        match = _FILE.match(first) if self.tag == "python" else None
+        return match.group("path") if match else None
 
     @property
     def is_server(self):
@@ -173,6 +185,13 @@ class DocsServer(GunicornServer):
         return self.stdout_path.read_text(errors="replace").splitlines()
 
 
+def _link_entries(source, directory):
+    """Link each entry of ``source`` (but .git and caches) into ``directory``."""
+    for entry in source.iterdir():
+        if entry.name not in (".git", "__pycache__", ".pytest_cache"):
+            (directory / entry.name).symlink_to(entry)
+
+
 def _signal_group(group, signum):
     try:
         os.killpg(group, signum)
@@ -196,6 +215,32 @@ class DocsSession:
         self.workdir = Path(workdir)
         self.server = None
         self.servers = []
+        # The repository, with the document's files added, once a file block ran.
+        self.checkout = None
+
+    def add_file(self, block):
+        """Write a ``# file:`` block into the linked copy of the repository."""
+        relative = Path(block.file_path)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ValueError(f"{block.where}: a file block's path must stay inside the repository")
+        if self.checkout is None:
+            self.checkout = self.workdir / "checkout"
+            self.checkout.mkdir()
+            _link_entries(REPO_ROOT, self.checkout)
+        directory = self.checkout
+        for part in relative.parent.parts:
+            directory = directory / part
+            if directory.is_symlink():
+                # A directory the file goes into becomes real, its other entries still links.
+                source = directory.resolve()
+                directory.unlink()
+                directory.mkdir()
+                _link_entries(source, directory)
+            directory.mkdir(exist_ok=True)
+        target = directory / relative.name
+        if target.is_symlink():
+            target.unlink()
+        target.write_text(block.text + "\n", encoding="utf-8")
 
     def run(self, block):
         """Run a command block and return its output; a server block starts the server."""
@@ -214,7 +259,7 @@ class DocsSession:
             script = _DOCS_ADDRESS.sub(f"127.0.0.1:{self.server.port}", script)
         result = subprocess.run(
             ["bash", "-e", "-o", "pipefail", "-c", script],
-            cwd=REPO_ROOT,
+            cwd=self.checkout or REPO_ROOT,
             env=command_environment(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

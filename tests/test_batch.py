@@ -65,6 +65,22 @@ def test_mixed_batch_is_judged_event_by_event(client, events):
     assert [line["event_type"] for line in lines] == ["chapter_visit", "error_event"]
 
 
+@pytest.mark.parametrize("element", [None, "str", 42, True, []])
+def test_an_element_that_is_not_an_object_is_refused_alone(client, events, element):
+    response = client.post(BATCH, json={"events": [visit("ch-1"), element]})
+
+    assert response.status_code == 202
+    reply = response.get_json()
+    assert (reply["accepted"], reply["rejected"]) == (1, 1)
+    assert reply["results"][1] == {
+        "index": 1,
+        "status": 422,
+        "detail": "The event failed validation.",
+        "errors": {"_schema": ["Invalid input type."]},
+    }
+    assert [line["payload"]["chapter_id"] for line in events()] == ["ch-1"]
+
+
 def test_each_event_gets_what_log_would_answer(client, app, read_events):
     """The same events, one by one through /log and together through /batch, get the same statuses."""
     samples = [

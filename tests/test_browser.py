@@ -5,19 +5,14 @@ import time
 import uuid
 
 import pytest
-from browser_support import (  # noqa: F401 (fixtures: one browser and one page server per module)
+from browser_support import (
     BLANK,
     READER_USER_AGENT,
     PageServer,
-    browser,
-    chromium_path,
-    context,
     marked,
     new_marker,
     open_tracker,
-    page,
     routes_answered,
-    site,
     tracker_page,
     wait_for_lines,
 )
@@ -301,7 +296,7 @@ def test_tracker_splits_a_long_queue_into_batches_the_api_takes(page, api, site)
     assert sorted(line["event_id"] for line in lines) == sorted(event_ids)
     batches = [json.loads(body)["events"] for body in bodies]
     assert len(batches) >= 3  # 150 events of over 1 KB: too many and too large for one
-    assert all(len(batch) <= 100 and len(body.encode()) <= 60_000 for batch, body in zip(batches, bodies))
+    assert all(len(batch) <= 100 and len(body.encode()) <= 60_000 for batch, body in zip(batches, bodies, strict=True))
 
 
 def test_allow_list_lets_the_listed_origin_in_and_keeps_others_out(context, strict_api, site, other_site):

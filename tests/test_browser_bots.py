@@ -3,7 +3,7 @@
 import uuid
 
 import pytest
-from browser_support import HEADLESS_ARGS, chromium_path, site  # noqa: F401 (fixtures)
+from browser_support import HEADLESS_ARGS
 from gunicorn_server import GunicornServer
 
 pytestmark = pytest.mark.gunicorn

@@ -120,6 +120,8 @@ BATCH_BODIES = [
     {"events": "x"},
     {},
     {"events": [BATCH_EVENT], "extra": 1},
+    {"events": [None, BATCH_EVENT]},
+    {"events": [None]},
     [],
     None,
 ]

@@ -17,6 +17,9 @@ def test_every_command_in_the_document_works(document, tmp_path):
     ran = 0
     try:
         for position, block in enumerate(blocks):
+            if block.file_path:
+                session.add_file(block)
+                continue
             if block.tag != "sh" or block.skip_reason:
                 continue
             output = session.run(block)
@@ -72,6 +75,23 @@ def test_output_block_belongs_to_the_command_right_above_it(tmp_path):
     assert expected_output(blocks, 2) is None
     assert output_matches('{"id":"...","n":1}', '{"id":"5c1f","n":1}\n')
     assert not output_matches('{"id":"...","n":1}', '{"id":"5c1f","n":2}')
+
+
+def test_file_blocks_are_written_beside_the_repository_never_into_it(tmp_path):
+    document = tmp_path / "doc.md"
+    document.write_text(
+        "```python\n# file: tests/test_docs_example.py\nANSWER = 42\n```\n\n"
+        "```sh\ncat tests/test_docs_example.py && ls tests/conftest.py\n```\n"
+    )
+    blocks = read_blocks(document)
+    session = DocsSession(tmp_path)
+
+    session.add_file(blocks[0])
+    output = session.run(blocks[1])
+
+    assert output == "# file: tests/test_docs_example.py\nANSWER = 42\ntests/conftest.py\n"
+    assert not (REPO_ROOT / "tests/test_docs_example.py").exists()
+    assert (REPO_ROOT / "tests").is_dir() and not (REPO_ROOT / "tests").is_symlink()
 
 
 @pytest.mark.parametrize(

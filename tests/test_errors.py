@@ -1,6 +1,7 @@
 """Every error under /api is an RFC 9457 problem; a 500 hides its cause and emits an error_event."""
 
 import pytest
+from app.analytics import EventRejected, get_event_logger
 
 PROBLEM = "application/problem+json"
 
@@ -89,3 +90,61 @@ def test_500_still_answers_when_telemetry_fails(failing_app, monkeypatch):
 
     assert response.status_code == 500
     assert response.mimetype == PROBLEM
+
+
+@pytest.mark.parametrize(
+    ("event_type", "payload", "error_type"),
+    [
+        ("chapter_visited", {"chapter_id": "ch-1"}, "UnknownEventType"),
+        ("chapter_visit", {"chapter_id": 1}, "InvalidPayload"),
+        ("chapter_visit", "ch-1", "InvalidPayload"),
+    ],
+)
+def test_an_event_the_app_logs_wrongly_is_a_500_not_the_clients_fault(
+    make_app, read_events, caplog, event_type, payload, error_type
+):
+    app = make_app()
+
+    @app.get("/api/open-chapter")
+    def open_chapter():
+        get_event_logger().log(event_type, payload)
+        return {"opened": True}
+
+    response = app.test_client().get("/api/open-chapter")
+
+    assert response.status_code == 500
+    assert response.mimetype == PROBLEM
+    assert response.get_json()["detail"] == "The server could not complete the request."
+    (line,) = read_events(app)
+    assert line["event_type"] == "error_event"
+    assert line["payload"]["error_type"] == error_type
+    assert line["payload"]["path"] == "/api/open-chapter"
+    (warning,) = [record for record in caplog.records if record.name == app.logger.name]
+    assert warning.levelname == "WARNING"
+    assert error_type in warning.getMessage() and "/api/open-chapter" in warning.getMessage()
+
+
+def test_an_event_the_app_catches_or_try_logs_changes_nothing(make_app, read_events):
+    app = make_app()
+
+    @app.get("/api/careful")
+    def careful():
+        try:
+            get_event_logger().log("chapter_visited")
+        except EventRejected:
+            pass
+        return {"logged": get_event_logger().try_log("chapter_visited")}
+
+    response = app.test_client().get("/api/careful")
+
+    assert (response.status_code, response.get_json()) == (200, {"logged": False})
+    assert read_events(app) == []
+
+
+def test_an_event_the_client_sends_wrongly_stays_a_422(client, events):
+    # The payload is judged by the EventLogger, which raises the same InvalidPayload as for the app's own call.
+    response = client.post("/api/telemetry/log", json={"event_type": "chapter_visit", "payload": {"chapter_id": 1}})
+
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {"payload": {"chapter_id": ["Not a valid string."]}}
+    assert events() == []

@@ -4,21 +4,15 @@ import re
 from pathlib import Path
 
 import pytest
-from browser_support import (  # noqa: F401 (fixtures: one browser and one page server per module)
+from browser_support import (
     BLANK,
     STORED_EVENTS,
-    api,
     batch_event_ids,
-    chromium_path,
-    context,
     launch_chromium,
     marked,
     new_context,
     new_marker,
     open_tracker,
-    page,
-    routes_answered,
-    site,
     sync_playwright,
     tracker_page,
     wait_for_lines,

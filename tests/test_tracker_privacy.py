@@ -1,18 +1,12 @@
 """In headless Chromium: the tracker's opt-out, consent and Global Privacy Control (S11), against a live gunicorn."""
 
 import pytest
-from browser_support import (  # noqa: F401 (fixtures: one browser and one page server per module)
+from browser_support import (
     STORED_EVENTS,
-    api,
     batch_event_ids,
-    browser,
-    chromium_path,
-    context,
     marked,
     new_marker,
     open_tracker,
-    page,
-    site,
     tracker_page,
     wait_for_lines,
 )

@@ -1,5 +1,8 @@
 """The textbook backend's application factory."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -14,7 +17,7 @@ from .errors import register_error_handlers
 from .json_body import StrictJSONProvider
 
 
-def create_app(config=None):
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Create the app: defaults, then ``config``, then ``FLASK_*`` environment variables."""
     app = Flask(__name__)
     app.json = StrictJSONProvider(app)
@@ -32,7 +35,8 @@ def create_app(config=None):
     metrics.init_app(app)
     # The client address (the rate limit's key) is the TCP peer unless proxies are trusted.
     if app.config["TRUSTED_PROXY_HOPS"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXY_HOPS"])
+        # Flask's documented way to add WSGI middleware; its stubs declare wsgi_app a method.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXY_HOPS"])  # type: ignore[method-assign]
 
     app.register_blueprint(telemetry_bp)
     app.register_blueprint(ai_blocks_bp)

@@ -1,8 +1,10 @@
 """Configuration defaults and the startup check that refuses bad values."""
 
 import re
+from collections.abc import Mapping, MutableMapping
+from typing import Any
 
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "JSON_MAX_DEPTH": 32,
     "CORS_ORIGINS": "*",
@@ -52,20 +54,20 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value):
+    def __init__(self, value: str) -> None:
         self._value = value
 
-    def reveal(self):
+    def reveal(self) -> str:
         """The secret itself, for the code that uses it."""
         return self._value
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Secret('********')"
 
     __str__ = __repr__
 
 
-def validate_app_config(config):
+def validate_app_config(config: MutableMapping[str, Any]) -> None:
     """Coerce the HTTP limits (environment values arrive as strings); reject bad ones."""
     _integer(config, "MAX_CONTENT_LENGTH", 1, 100 * 1024 * 1024)
     _integer(config, "JSON_MAX_DEPTH", 2, 512)
@@ -73,7 +75,7 @@ def validate_app_config(config):
     config["CORS_ORIGINS"] = _origins(config, "CORS_ORIGINS")
 
 
-def validate_telemetry_config(config):
+def validate_telemetry_config(config: MutableMapping[str, Any]) -> None:
     """Coerce and check the TELEMETRY_* settings the EventLogger reads."""
     for key in TELEMETRY_KEYS:
         config.setdefault(key, DEFAULTS[key])
@@ -103,7 +105,7 @@ def validate_telemetry_config(config):
     config["TELEMETRY_EVENTS_LOG"] = path
 
 
-def _user_id_key(value):
+def _user_id_key(value: object) -> Secret | None:
     """The pseudonyms' key as a ``Secret``, or None; no message ever quotes it."""
     if isinstance(value, Secret):
         value = value.reveal()
@@ -123,7 +125,7 @@ def _user_id_key(value):
     return Secret(value)
 
 
-def _boolean(config, key):
+def _boolean(config: Mapping[str, Any], key: str) -> bool:
     value = config[key]
     if isinstance(value, bool):
         return value
@@ -134,7 +136,7 @@ def _boolean(config, key):
     raise ConfigError(f"{key} must be true or false, got {value!r}")
 
 
-def _origins(config, key):
+def _origins(config: Mapping[str, Any], key: str) -> str | list[str]:
     """``"*"``, or a list of exact origins (a string may separate them with commas or spaces)."""
     value = config.get(key, "*")
     if isinstance(value, str):
@@ -152,7 +154,7 @@ def _origins(config, key):
     return [normal_origin(origin) for origin in value]
 
 
-def normal_origin(origin):
+def normal_origin(origin: str) -> str:
     """An origin as browsers send it: lower case, no trailing slash, no default port."""
     origin = origin.rstrip("/").lower()
     for scheme, port in (("http://", ":80"), ("https://", ":443")):
@@ -161,7 +163,7 @@ def normal_origin(origin):
     return origin
 
 
-def _integer(config, key, low, high):
+def _integer(config: MutableMapping[str, Any], key: str, low: int, high: int) -> None:
     value = config[key]
     if isinstance(value, str):
         try:
@@ -173,7 +175,7 @@ def _integer(config, key, low, high):
     config[key] = value
 
 
-def _number(config, key, low, high):
+def _number(config: MutableMapping[str, Any], key: str, low: float, high: float) -> None:
     value = config[key]
     try:
         value = float(value)
@@ -184,7 +186,7 @@ def _number(config, key, low, high):
     config[key] = value
 
 
-def _check_writable(path):
+def _check_writable(path: str) -> None:
     try:
         with open(path, "a", encoding="utf-8"):
             pass

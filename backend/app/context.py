@@ -5,14 +5,19 @@ lookup of its own (about 7,500 instructions); taking the object once and
 reading from it costs one.
 """
 
-from flask import current_app, request
+from flask import Flask, Request, current_app, request
+
+# Flask types current_app and request as the objects they stand for, not as the
+# LocalProxy they are, hence the ignores on _get_current_object.
 
 
-def this_app():
+def this_app() -> Flask:
     """The app handling the current request or CLI command, not a proxy to it."""
-    return current_app._get_current_object()
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    return app
 
 
-def this_request():
+def this_request() -> Request:
     """The request being handled, not a proxy to it."""
-    return request._get_current_object()
+    current: Request = request._get_current_object()  # type: ignore[attr-defined]
+    return current

@@ -1,8 +1,9 @@
 """Cross-origin access for browsers (flask-cors), and the allow-list that refuses other origins' POSTs."""
 
 import re
+from typing import Any
 
-from flask import current_app, request
+from flask import Flask, Response, current_app, request
 from flask_cors import CORS
 from werkzeug.exceptions import Forbidden
 
@@ -18,7 +19,7 @@ PREFLIGHT_MAX_AGE = 7200
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def init_cors(app):
+def init_cors(app: Flask) -> None:
     """CORS headers on every /api answer, errors and preflights included.
 
     Called once the blueprints are registered: a preflight is answered with
@@ -46,20 +47,20 @@ def init_cors(app):
     )
 
 
-def _route_resources(app):
+def _route_resources(app: Flask) -> dict[str | re.Pattern[str], dict[str, Any]]:
     """flask-cors resources giving each /api route its own methods, then one for the rest of /api.
 
     Routes that serve the same methods share one resource (a pattern naming
     each of them), so that finding a request's resource takes few matches.
     """
-    methods_by_path = {}
+    methods_by_path: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith(API_PREFIX + "/") and not rule.arguments:
-            methods_by_path.setdefault(rule.rule, set()).update(rule.methods - {"HEAD", "OPTIONS"})
-    paths_by_methods = {}
+            methods_by_path.setdefault(rule.rule, set()).update((rule.methods or set()) - {"HEAD", "OPTIONS"})
+    paths_by_methods: dict[frozenset[str], list[str]] = {}
     for path, methods in methods_by_path.items():
         paths_by_methods.setdefault(frozenset(methods), []).append(path)
-    resources = {
+    resources: dict[str | re.Pattern[str], dict[str, Any]] = {
         re.compile("(?:" + "|".join(map(re.escape, sorted(paths))) + r")\Z"): {"methods": sorted(methods)}
         for methods, paths in paths_by_methods.items()
     }
@@ -68,7 +69,7 @@ def _route_resources(app):
     return resources
 
 
-def _refuse_other_origins():
+def _refuse_other_origins() -> None:
     """A POST from an origin not on the list is refused: CORS alone does not stop a beacon."""
     if request.method in _SAFE_METHODS or not request.path.startswith(API_PREFIX + "/"):
         return None
@@ -81,7 +82,7 @@ def _refuse_other_origins():
     return None
 
 
-def _vary_on_origin(response):
+def _vary_on_origin(response: Response) -> Response:
     # With a list, whether Access-Control-Allow-Origin is sent depends on Origin,
     # even with one origin listed (where flask-cors adds no Vary of its own).
     varies = {value.strip().lower() for header in response.headers.getlist("Vary") for value in header.split(",")}

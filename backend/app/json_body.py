@@ -2,6 +2,7 @@
 
 import json
 import re
+from typing import Any, NoReturn
 
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
@@ -20,7 +21,7 @@ class StrictJSONProvider(DefaultJSONProvider):
     # Replies keep the order their schemas declare (problem: type, title, status...).
     sort_keys = False
 
-    def loads(self, s, **kwargs):
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         max_depth = self._app.config["JSON_MAX_DEPTH"]
         if isinstance(s, (bytes, bytearray)):
             # Strict UTF-8: json.loads alone would let encoded surrogates through.
@@ -40,7 +41,7 @@ class StrictJSONProvider(DefaultJSONProvider):
         return value
 
 
-def json_body(plain_text=False, objects_only=True):
+def json_body(plain_text: bool = False, objects_only: bool = True) -> Any:
     """The request body as a JSON object, or the HTTP error that explains why not.
 
     With ``plain_text``, a ``text/plain`` body is read as JSON too: it is what
@@ -66,11 +67,11 @@ def json_body(plain_text=False, objects_only=True):
     return value
 
 
-def _reject_constant(name):
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _finite_float(text):
+def _finite_float(text: str) -> float:
     value = float(text)
     if value in (_INFINITY, -_INFINITY):
         # 1e999 is valid JSON syntax but no number an event line can carry.
@@ -78,21 +79,23 @@ def _finite_float(text):
     return value
 
 
-def _unique_keys(pairs):
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     value = dict(pairs)
     if len(value) != len(pairs):
-        seen = set()
-        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise ValueError(f"duplicate key {duplicate!r}")
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
     return value
 
 
-def _check_depth(value, max_depth):
+def _check_depth(value: Any, max_depth: int) -> None:
     if isinstance(value, _CONTAINERS) and _nests_deeper(value, max_depth - 1):
         raise ValueError(f"JSON nests deeper than {max_depth} levels")
 
 
-def _nests_deeper(container, levels):
+def _nests_deeper(container: dict[str, Any] | list[Any], levels: int) -> bool:
     """True when ``container`` holds containers more than ``levels`` deep."""
     # Recursion bounded by the limit, and a plain loop over the children: a
     # batch holds far more strings than objects, and a generator per
@@ -103,8 +106,8 @@ def _nests_deeper(container, levels):
     return False
 
 
-def _check_text(value):
-    stack = [value]
+def _check_text(value: Any) -> None:
+    stack: list[Any] = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
@@ -119,6 +122,10 @@ def _check_text(value):
                 raise ValueError("lone surrogate escape in a string") from None
 
 
-_STRICT_HOOKS = {"parse_constant": _reject_constant, "parse_float": _finite_float, "object_pairs_hook": _unique_keys}
+_STRICT_HOOKS: dict[str, Any] = {
+    "parse_constant": _reject_constant,
+    "parse_float": _finite_float,
+    "object_pairs_hook": _unique_keys,
+}
 # Built once: json.loads with hooks builds a new decoder on every call.
 _STRICT_DECODER = json.JSONDecoder(**_STRICT_HOOKS)

@@ -68,7 +68,7 @@ _responses = Counter(
 )
 
 
-def _make_series():
+def _make_series() -> dict[str, Any]:
     """The series that hold values: the unlabelled metrics, and each label's child, made once."""
     check_multiprocess_dir()
     return {
@@ -112,7 +112,7 @@ _SERIES = (
 _series_lock = threading.Lock()
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     """``metrics.EVENTS_ACCEPTED`` and the other series, made on first use; then plain module globals."""
     if name not in _SERIES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -122,12 +122,12 @@ def __getattr__(name):
     return globals()[name]
 
 
-def _series(name):
+def _series(name: str) -> Any:
     # Inside this module a bare name does not reach __getattr__.
     return globals().get(name) or __getattr__(name)
 
 
-def check_multiprocess_dir():
+def check_multiprocess_dir() -> None:
     """Refuse, in one line, a PROMETHEUS_MULTIPROC_DIR this process cannot keep its values in."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path is None:
@@ -147,7 +147,7 @@ def check_multiprocess_dir():
 bp = Blueprint("metrics", __name__)
 
 
-def count_rejected(status):
+def count_rejected(status: int) -> None:
     """Count one event refused with ``status``, if that status refuses events (not 202, not 503)."""
     rejected = _series("EVENTS_REJECTED").get(status)
     if rejected is not None:
@@ -161,22 +161,24 @@ def count_rejected(status):
     media_type=CONTENT_TYPE_LATEST.split(";")[0],
     description="The metrics in Prometheus' text exposition format.",
 )
-def get_metrics():
+def get_metrics() -> Response:
     """Serve the process's metrics, or the whole server's in multiprocess mode, in Prometheus' text format."""
     _series("EVENTS_ACCEPTED")  # every series is listed, at zero until counted
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         # A fresh registry per scrape, as prometheus_client documents for multiprocess mode.
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        # prometheus_client leaves the collector's constructor unannotated.
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry = REGISTRY
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
-def init_app(app):
+def init_app(app: Flask) -> None:
     """Time every request to a route, and serve ``/metrics``; refuse a PROMETHEUS_MULTIPROC_DIR it cannot use."""
     check_multiprocess_dir()
-    app.wsgi_app = _RequestTimer(app)
+    # Flask's documented way to add WSGI middleware; its stubs declare wsgi_app a method.
+    app.wsgi_app = _RequestTimer(app)  # type: ignore[method-assign]
     app.register_blueprint(bp)
 
 

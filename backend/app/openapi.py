@@ -2,18 +2,26 @@
 
 ``use_body`` loads the request body with a schema and records that schema on
 the view; ``responds`` records what the view answers. ``build_spec`` walks the
-app's URL map and turns those records into an OpenAPI 3 document, so a route
-cannot exist undocumented and its documentation cannot drift from its code.
+app's URL map and turns those records into an OpenAPI 3 document, so a
+route's documentation cannot drift from its code. A route without a contract
+(no ``@responds``) is documented from what is known of it: its method, path,
+path parameters and docstring, and an answer marked undocumented; the
+document never fails for it (research.md, section 24).
 """
 
 import functools
 import inspect
+import re
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Flask
 from marshmallow import Schema, fields
 from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.routing import Rule
 
 from .json_body import json_body
 
@@ -33,6 +41,11 @@ _ALWAYS = (500,)
 _BODY_ERRORS = (400, 403, 413, 415, 422)
 _BODY_MEDIA_TYPES = ("application/json",)
 _DESCRIPTIONS = {403: "The request's Origin is not one of CORS_ORIGINS (when that is a list)."}
+# A view without a contract: its answer is unknown, so it is described as such (x-undocumented marks it).
+_UNDOCUMENTED_ANSWER = "The route declares no contract (@responds): its answers are not described."
+# werkzeug's <converter(arguments):name> in a rule, and the OpenAPI types of its converters.
+_RULE_VARIABLE = re.compile(r"<(?:(?P<converter>[a-zA-Z_]\w*)(?:\([^>]*\))?:)?(?P<name>[a-zA-Z_]\w*)>")
+_CONVERTER_TYPES = {"int": "integer", "float": "number"}
 
 
 class ProblemSchema(Schema):
@@ -50,13 +63,24 @@ class ValidationProblemSchema(ProblemSchema):
     errors = fields.Dict(required=True)
 
 
-def _contract(view):
-    if not hasattr(view, "openapi"):
-        view.openapi = {"body": None, "responses": {}, "parameters": [], "security": None}
-    return view.openapi
+View = TypeVar("View", bound=Callable[..., Any])
 
 
-def use_body(schema, *, documented=None, plain_text=False, objects_only=True):
+def _contract(view: Callable[..., Any]) -> dict[str, Any]:
+    """The contract recorded on ``view`` (its ``openapi`` attribute), made empty on first use."""
+    contract: dict[str, Any] = vars(view).setdefault(
+        "openapi", {"body": None, "responses": {}, "parameters": [], "security": None}
+    )
+    return contract
+
+
+def use_body(
+    schema: Schema,
+    *,
+    documented: Schema | dict[str, Any] | None = None,
+    plain_text: bool = False,
+    objects_only: bool = True,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Load the JSON body with ``schema`` and pass the result as the view's first argument.
 
     ``documented`` is the body's OpenAPI schema where ``schema`` alone does
@@ -67,9 +91,9 @@ def use_body(schema, *, documented=None, plain_text=False, objects_only=True):
     schema's to refuse (422) rather than a 400.
     """
 
-    def decorate(view):
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
-        def load_and_call(*args, **kwargs):
+        def load_and_call(*args: Any, **kwargs: Any) -> Any:
             return view(schema.load(json_body(plain_text, objects_only)), *args, **kwargs)
 
         # functools.wraps shares the view's attributes, its contract included.
@@ -81,24 +105,31 @@ def use_body(schema, *, documented=None, plain_text=False, objects_only=True):
     return decorate
 
 
-def responds(status, schema=None, *, description, headers=None, media_type=None):
+def responds(
+    status: int,
+    schema: type[Schema] | Schema | dict[str, Any] | None = None,
+    *,
+    description: str,
+    headers: dict[str, Any] | None = None,
+    media_type: str | None = None,
+) -> Callable[[View], View]:
     """Document one answer of the view; a schema-less 4xx/5xx answer is a problem.
 
     ``headers`` maps a header name to its OpenAPI header object; ``media_type``
     names a body that is not JSON (``schema`` then describes it).
     """
 
-    def decorate(view):
+    def decorate(view: View) -> View:
         _contract(view)["responses"][status] = (schema, description, headers or {}, media_type)
         return view
 
     return decorate
 
 
-def header_parameter(name, description):
+def header_parameter(name: str, description: str) -> Callable[[View], View]:
     """Document a request header the view reads."""
 
-    def decorate(view):
+    def decorate(view: View) -> View:
         _contract(view)["parameters"].append(
             {"in": "header", "name": name, "required": False, "schema": {"type": "string"}, "description": description}
         )
@@ -107,7 +138,7 @@ def header_parameter(name, description):
     return decorate
 
 
-def bearer_auth(view):
+def bearer_auth(view: View) -> View:
     """Document that the view may require ``Authorization: Bearer <token>``."""
     _contract(view)["security"] = [{}, {"bearerAuth": []}]
     return view
@@ -117,7 +148,7 @@ def bearer_auth(view):
 DOCUMENTED_PREFIXES = ("/api", "/metrics")
 
 
-def build_spec(app, path_prefixes=DOCUMENTED_PREFIXES):
+def build_spec(app: Flask, path_prefixes: tuple[str, ...] = DOCUMENTED_PREFIXES) -> dict[str, Any]:
     """The OpenAPI document for every route under one of ``path_prefixes``."""
     marshmallow_plugin = MarshmallowPlugin()
     spec = APISpec(
@@ -128,7 +159,10 @@ def build_spec(app, path_prefixes=DOCUMENTED_PREFIXES):
         info={"description": API_DESCRIPTION, "license": API_LICENSE, "contact": API_CONTACT},
         servers=API_SERVERS,
     )
-    marshmallow_plugin.converter.add_attribute_function(_null_branch_admits_only_null)
+    converter = marshmallow_plugin.converter
+    assert converter is not None, "APISpec sets up its plugins' converters"
+    # apispec leaves add_attribute_function unannotated.
+    converter.add_attribute_function(_null_branch_admits_only_null)  # type: ignore[no-untyped-call]
     spec.components.schema("Problem", schema=ProblemSchema)
     spec.components.schema("ValidationProblem", schema=ValidationProblemSchema)
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
@@ -140,18 +174,23 @@ def build_spec(app, path_prefixes=DOCUMENTED_PREFIXES):
         spec.tag({"name": tag, "description": _tag_description(app, tag)})
     for rule in rules:
         view = app.view_functions[rule.endpoint]
-        methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
-        operations = {method.lower(): _operation(view, rule.endpoint) for method in methods}
-        spec.path(path=rule.rule, operations=operations)
+        # Every rule of Flask's URL map has its methods; a bare werkzeug Rule may not.
+        methods = sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+        # A view serving several methods gets one operationId per method: they must be unique.
+        operations = {
+            method.lower(): _operation(view, rule, f"_{method.lower()}" if len(methods) > 1 else "")
+            for method in methods
+        }
+        spec.path(path=_RULE_VARIABLE.sub(r"{\g<name>}", rule.rule), operations=operations)
     return spec.to_dict()
 
 
-def _tag(endpoint):
+def _tag(endpoint: str) -> str:
     """An operation's tag: the blueprint that serves it."""
     return endpoint.split(".")[0]
 
 
-def _tag_description(app, tag):
+def _tag_description(app: Flask, tag: str) -> str:
     """The first line of the docstring of the blueprint's module."""
     blueprint = app.blueprints.get(tag)
     module = sys.modules.get(blueprint.import_name) if blueprint is not None else None
@@ -159,7 +198,7 @@ def _tag_description(app, tag):
     return doc.splitlines()[0] if doc else f"The {tag} routes."
 
 
-def _null_branch_admits_only_null(converter, field, ret):
+def _null_branch_admits_only_null(converter: Any, field: fields.Field[Any], ret: dict[str, Any]) -> dict[str, Any]:
     """Pin the null branch apispec writes for a nullable Nested field to null itself.
 
     For OpenAPI 3.0 apispec documents ``Nested(..., allow_none=True)`` as
@@ -174,17 +213,23 @@ def _null_branch_admits_only_null(converter, field, ret):
     return {"anyOf": pinned}
 
 
-def _operation(view, endpoint):
+def _operation(view: Callable[..., Any], rule: Rule, id_suffix: str) -> dict[str, Any]:
+    endpoint = rule.endpoint
     contract = getattr(view, "openapi", None)
-    if contract is None:
-        raise LookupError(f"route {endpoint!r} has no OpenAPI contract; decorate it with @responds")
     description = inspect.cleandoc(view.__doc__ or endpoint)
-    operation = {
-        "operationId": endpoint.replace(".", "_"),
+    operation: dict[str, Any] = {
+        "operationId": endpoint.replace(".", "_") + id_suffix,
         "summary": description.splitlines()[0],
         "description": description,
         "tags": [_tag(endpoint)],
     }
+    if contract is None:
+        contract = {"body": None, "responses": {}, "parameters": [], "security": None}
+        operation["x-undocumented"] = True
+        operation["responses"] = {"default": {"description": _UNDOCUMENTED_ANSWER}}
+    path_parameters = _path_parameters(rule)
+    if path_parameters:
+        operation["parameters"] = path_parameters
     statuses = dict(contract["responses"])
     if contract["body"] is not None:
         operation["requestBody"] = {
@@ -196,20 +241,41 @@ def _operation(view, endpoint):
     for status in _ALWAYS:
         statuses.setdefault(status, (None, None, {}, None))
     if contract["parameters"]:
-        operation["parameters"] = contract["parameters"]
+        operation["parameters"] = path_parameters + contract["parameters"]
     # An empty list says "public" outright, where no security at all would leave it unsaid.
     operation["security"] = contract["security"] if contract["security"] is not None else []
-    operation["responses"] = {str(status): _response(status, *statuses[status]) for status in sorted(statuses)}
+    operation.setdefault("responses", {}).update(
+        {str(status): _response(status, *statuses[status]) for status in sorted(statuses)}
+    )
     return operation
 
 
-def _response(status, schema, description, headers, media_type):
+def _path_parameters(rule: Rule) -> list[dict[str, Any]]:
+    """The rule's variables (``<int:chapter>``) as OpenAPI path parameters."""
+    return [
+        {
+            "in": "path",
+            "name": variable["name"],
+            "required": True,
+            "schema": {"type": _CONVERTER_TYPES.get(variable["converter"], "string")},
+        }
+        for variable in _RULE_VARIABLE.finditer(rule.rule)
+    ]
+
+
+def _response(
+    status: int,
+    schema: type[Schema] | Schema | dict[str, Any] | None,
+    description: str | None,
+    headers: dict[str, Any],
+    media_type: str | None,
+) -> dict[str, Any]:
     if schema is None and status >= 400:
         schema = ValidationProblemSchema if status == 422 else ProblemSchema
     if media_type is None:
         is_problem = isinstance(schema, type) and issubclass(schema, ProblemSchema)
         media_type = "application/problem+json" if is_problem else "application/json"
-    response = {"description": description or _DESCRIPTIONS.get(status) or HTTP_STATUS_CODES[status]}
+    response: dict[str, Any] = {"description": description or _DESCRIPTIONS.get(status) or HTTP_STATUS_CODES[status]}
     if schema is not None:
         response["content"] = {media_type: {"schema": schema}}
     if headers:

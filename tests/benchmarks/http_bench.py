@@ -167,7 +167,7 @@ def paired_ratios(results, attribute, numerator, denominator, denominator_attrib
     runs = _pair(results, numerator, denominator)
     return [
         getattr(top, attribute) / getattr(bottom, denominator_attribute or attribute)
-        for top, bottom in zip(runs[numerator], runs[denominator])
+        for top, bottom in zip(runs[numerator], runs[denominator], strict=True)
     ]
 
 
@@ -175,7 +175,8 @@ def paired_differences(results, attribute, minuend, subtrahend):
     """Per-round differences of two variants of one pair, measured back to back."""
     runs = _pair(results, minuend, subtrahend)
     return [
-        getattr(top, attribute) - getattr(bottom, attribute) for top, bottom in zip(runs[minuend], runs[subtrahend])
+        getattr(top, attribute) - getattr(bottom, attribute)
+        for top, bottom in zip(runs[minuend], runs[subtrahend], strict=True)
     ]
 
 

@@ -209,14 +209,14 @@ def _serve(plan):
             app = __import__(step["module"]).app
         senders.append((app, _sender(app, step["path"], step["body"], step["status"])))
     for _ in range(_WARM_PASSES):
-        for step, (app, send) in zip(plan, senders):
+        for step, (_, send) in zip(plan, senders, strict=True):
             for _ in range(step["warm"]):
                 send()
     # What start-up and the warm-up left on the heap is frozen, out of the collector's way.
     gc.collect()
     gc.freeze()
     started = _count_thread_starts()
-    for step, (app, send) in zip(plan, senders):
+    for step, (app, send) in zip(plan, senders, strict=True):
         _handshake("ready")
         before = started[0]
         for _ in range(step["count"]):

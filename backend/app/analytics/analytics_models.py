@@ -3,37 +3,41 @@
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 EVENT_TYPES = ("ai_block_used", "chapter_visit", "error_event")
 
 # Built once: json.dumps with options other than the defaults builds an encoder per call.
 _LINE_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 _quoted = json.encoder.encode_basestring_ascii
-if json.encoder.c_make_encoder is not None:
+# typeshed does not declare json.encoder's C accelerator (c_make_encoder), hence the ignores.
+if json.encoder.c_make_encoder is not None:  # type: ignore[attr-defined]
     # The encoder object that JSONEncoder.encode builds on every call, built
     # once: that build costs about as much as encoding a small payload. The
     # same options as _LINE_ENCODER; no circular-reference check (a cycle ends
     # in a RecursionError, which is refused as a payload the same way).
-    _payload_chunks = json.encoder.c_make_encoder(
+    _payload_chunks: Callable[[Any, int], list[str]] = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
         None, _LINE_ENCODER.default, _quoted, None, ":", ",", False, False, False
     )
 
-    def _encoded_payload(payload):
+    def _encoded_payload(payload: Any) -> str:
         return "".join(_payload_chunks(payload, 0))
 else:  # an interpreter without the C accelerator
-    _encoded_payload = _LINE_ENCODER.encode
+    # The same signature as the def above, which mypy takes as the one definition.
+    _encoded_payload = _LINE_ENCODER.encode  # type: ignore[assignment]
 
 
 # The formatted UTC second of the last stamp: events arrive many per second.
-_stamped_second = (None, "")
+_stamped_second: tuple[int | None, str] = (None, "")
 
 
 # The UUID variant digit (RFC 9562: binary 10xx) for each hex digit, keeping its two low bits.
 _VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
-def _new_event_id():
+def _new_event_id() -> str:
     """A random (version 4) UUID, formatted directly: uuid.UUID costs more than the randomness.
 
     Of the 32 random hex digits, the 13th becomes the version (4) and the
@@ -44,7 +48,7 @@ def _new_event_id():
     return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-{_VARIANT_DIGIT[text[16]]}{text[17:20]}-{text[20:]}"
 
 
-def _utc_now():
+def _utc_now() -> str:
     """Server time as ISO 8601 UTC with microseconds and ``Z``."""
     global _stamped_second
     second, micros = divmod(time.time_ns() // 1000, 1_000_000)
@@ -64,14 +68,14 @@ class AnalyticsEvent:
     """
 
     event_type: str
-    payload: dict
+    payload: dict[str, Any]
     event_id: str = field(default_factory=_new_event_id)
     timestamp: str = field(default_factory=_utc_now)
     truncated: bool = False
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """The event as it appears on the stream, server fields first."""
-        record = {
+        record: dict[str, Any] = {
             "event_id": self.event_id,
             "event_type": self.event_type,
             "timestamp": self.timestamp,
@@ -81,7 +85,7 @@ class AnalyticsEvent:
             record["truncated"] = True
         return record
 
-    def to_line(self):
+    def to_line(self) -> str:
         """One compact JSON line, ASCII only so no payload text can break it: ``to_dict`` encoded."""
         # Written out rather than encoding to_dict(): a third of the cost, the same text.
         return (

@@ -9,6 +9,7 @@ and process and its verdict cached.
 import functools
 
 import crawleruseragents
+from flask import Flask
 
 from ..context import this_app
 
@@ -39,20 +40,20 @@ DELIBERATE_CLIENTS = frozenset(
 class BotFilter:
     """One app's verdicts on User-Agents: True for a crawler, bot or automated browser."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.is_bot = functools.lru_cache(maxsize=VERDICT_CACHE_SIZE)(_judge)
 
 
-def _judge(user_agent):
+def _judge(user_agent: str) -> bool:
     if not user_agent:
         return False
     product = user_agent.split("/", 1)[0].strip().lower()
     if product in DELIBERATE_CLIENTS:
         return False
-    return crawleruseragents.is_crawler(user_agent)
+    return bool(crawleruseragents.is_crawler(user_agent))
 
 
-def init_app(app):
+def init_app(app: Flask) -> None:
     """Judge User-Agents on the app's ingestion routes if ``TELEMETRY_IGNORE_BOTS`` (else None)."""
     if app.config["TELEMETRY_IGNORE_BOTS"]:
         # The list's regular expressions are compiled on first use: here, not on a reader's request.
@@ -62,6 +63,7 @@ def init_app(app):
         app.extensions["bot_filter"] = None
 
 
-def get_bot_filter():
+def get_bot_filter() -> BotFilter | None:
     """The current app's BotFilter, or None when bots are not ignored."""
-    return this_app().extensions["bot_filter"]
+    bots: BotFilter | None = this_app().extensions["bot_filter"]
+    return bots

@@ -11,8 +11,14 @@ error messages are therefore marshmallow's; tests compare the two paths.
 """
 
 import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, missing
+from marshmallow.types import StrSequenceOrSet, UnknownOption
+
+# A plan: the result marshmallow would give, or _UNSURE.
+_Plan = Callable[[Any], Any]
 
 # The plan cannot vouch for this value; marshmallow decides.
 _UNSURE = object()
@@ -21,12 +27,19 @@ _UNSURE = object()
 class CompiledSchema(Schema):
     """A Schema with a fast path, compiled from its fields, for data it can vouch for."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._load_plan = _load_plan(self)
         self._dump_plan = _dump_plan(self)
 
-    def load(self, data, *, many=None, partial=None, unknown=None):
+    def load(
+        self,
+        data: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        *,
+        many: bool | None = None,
+        partial: bool | StrSequenceOrSet | None = None,
+        unknown: UnknownOption | None = None,
+    ) -> Any:
         """``Schema.load``; plain valid data takes the compiled plan."""
         if self._load_plan is not None and many is None and partial is None and unknown is None:
             result = self._load_plan(data)
@@ -34,7 +47,7 @@ class CompiledSchema(Schema):
                 return result
         return super().load(data, many=many, partial=partial, unknown=unknown)
 
-    def dump(self, obj, *, many=None):
+    def dump(self, obj: Any, *, many: bool | None = None) -> Any:
         """``Schema.dump``; a dict holding every field as a plain value takes the compiled plan."""
         if self._dump_plan is not None and many is None:
             result = self._dump_plan(obj)
@@ -43,11 +56,11 @@ class CompiledSchema(Schema):
         return super().dump(obj, many=many)
 
 
-def _has_hooks(schema):
+def _has_hooks(schema: Schema) -> bool:
     return any(schema._hooks.values())
 
 
-def _load_plan(schema):
+def _load_plan(schema: Schema) -> _Plan | None:
     """A function mirroring ``schema.load`` on data it recognises, or None if the schema is not plain."""
     if schema.many or schema.partial or _has_hooks(schema):
         return None
@@ -64,7 +77,7 @@ def _load_plan(schema):
     known = {data_key for data_key, *_ in steps}
     unknown = schema.unknown
 
-    def load(data):
+    def load(data: Any) -> Any:
         if type(data) is not dict:
             return _UNSURE
         result = {}
@@ -94,7 +107,7 @@ def _load_plan(schema):
     return load
 
 
-def _value_check(field):
+def _value_check(field: fields.Field[Any]) -> _Plan | None:
     """A function returning the loaded value, or _UNSURE; None for a field the plan cannot mirror."""
     if field.pre_load or field.post_load:
         return None
@@ -105,7 +118,8 @@ def _value_check(field):
     elif type(field) is fields.Dict and field.value_field is None and _plain_key_field(field.key_field):
         plain = _is_str_keyed_dict
     elif type(field) is fields.List and _plain_raw_field(field.inner):
-        plain = _list_without_nulls
+        # A null item is marshmallow's error unless the items may be null.
+        plain = _list_copy if field.inner.allow_none else _list_without_nulls
     else:
         return None
     validators = tuple(field.validators)
@@ -114,7 +128,7 @@ def _value_check(field):
         # A null is then marshmallow's to refuse: the plain check is unsure of it.
         return plain
 
-    def check(value):
+    def check(value: Any) -> Any:
         if value is None:
             return None if allow_none else _UNSURE
         value = plain(value)
@@ -130,7 +144,7 @@ def _value_check(field):
     return check
 
 
-def _plain_key_field(key_field):
+def _plain_key_field(key_field: fields.Field[Any] | None) -> bool:
     return key_field is None or (
         type(key_field) is fields.String
         and not key_field.validators
@@ -139,21 +153,16 @@ def _plain_key_field(key_field):
     )
 
 
-def _plain_raw_field(field):
-    return (
-        type(field) is fields.Raw
-        and not field.validators
-        and not field.allow_none
-        and not (field.pre_load or field.post_load)
-    )
+def _plain_raw_field(field: fields.Field[Any]) -> bool:
+    return type(field) is fields.Raw and not field.validators and not (field.pre_load or field.post_load)
 
 
-def _is_str(value):
+def _is_str(value: Any) -> Any:
     # Exactly str: marshmallow turns bytes and str subclasses into new str objects.
     return value if type(value) is str else _UNSURE
 
 
-def _uuid_from_str(value):
+def _uuid_from_str(value: Any) -> Any:
     # What fields.UUID does with a str; anything else, or a malformed one, is marshmallow's to judge.
     if type(value) is not str:
         return _UNSURE
@@ -163,7 +172,7 @@ def _uuid_from_str(value):
         return _UNSURE
 
 
-def _is_str_keyed_dict(value):
+def _is_str_keyed_dict(value: Any) -> Any:
     # The types of the keys, gathered in C: a generator over them costs several times more.
     if type(value) is not dict or value and set(map(type, value)) != _STR_ONLY:
         return _UNSURE
@@ -173,14 +182,19 @@ def _is_str_keyed_dict(value):
 _STR_ONLY = {str}
 
 
-def _list_without_nulls(value):
+def _list_without_nulls(value: Any) -> Any:
     # What fields.List(fields.Raw()) loads from a list: a copy; a null item is marshmallow's error.
     if type(value) is not list or None in value:
         return _UNSURE
     return list(value)
 
 
-def _dump_plan(schema):
+def _list_copy(value: Any) -> Any:
+    # What fields.List(fields.Raw(allow_none=True)) loads from a list: a copy, nulls included.
+    return list(value) if type(value) is list else _UNSURE
+
+
+def _dump_plan(schema: Schema) -> _Plan | None:
     """A function mirroring ``schema.dump`` of a dict of plain values, or None if the schema is not plain."""
     if schema.many or _has_hooks(schema):
         return None
@@ -193,7 +207,7 @@ def _dump_plan(schema):
             return None
         steps.append((source, field.data_key if field.data_key is not None else attr_name, kind))
 
-    def dump(obj):
+    def dump(obj: Any) -> Any:
         if type(obj) is not dict:
             return _UNSURE
         result = {}

@@ -59,9 +59,18 @@ def event_line_schema() -> dict[str, Any]:
     """The JSON Schema of an event line: one of the event types' line schemas, each in ``$defs``."""
     # OpenAPI 3.1's schema objects are JSON Schema 2020-12; a resolver that
     # names nothing inlines each payload schema in its line schema.
-    converter = OpenAPIConverter(openapi_version="3.1.0", schema_name_resolver=lambda schema: None, spec=None)
+    # apispec's hints ask for an APISpec, which the converter reads only to register named schemas: none here.
+    converter = OpenAPIConverter(
+        openapi_version="3.1.0",
+        schema_name_resolver=lambda schema: None,
+        spec=None,  # type: ignore[arg-type]
+    )
     definitions = {
-        event_type: {"title": event_type, **converter.schema2jsonschema(_line_schema(event_type, payload_schema))}
+        # schema2jsonschema carries no annotations in apispec 6.
+        event_type: {
+            "title": event_type,
+            **converter.schema2jsonschema(_line_schema(event_type, payload_schema)),  # type: ignore[no-untyped-call]
+        }
         for event_type, payload_schema in PAYLOAD_SCHEMAS.items()
     }
     return {

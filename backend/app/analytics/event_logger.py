@@ -1,13 +1,17 @@
 """The EventLogger extension: validates, stamps and emits analytics events."""
 
+import json
 import os
 import threading
 import time
 import weakref
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any, Literal, NotRequired, TypedDict
 
-from flask import current_app
+from flask import Flask, current_app
 from marshmallow import ValidationError
 
 from .. import metrics
@@ -23,7 +27,9 @@ from .sink import EventSink, events_logger, open_stream, publish
 class EventRejected(ValueError):
     """Root of the errors for an event the EventLogger will not accept."""
 
-    def __init__(self, message, messages=None):
+    messages: dict[str, Any]
+
+    def __init__(self, message: str, messages: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.messages = messages if messages is not None else {"_schema": [message]}
 
@@ -44,10 +50,39 @@ class SinkUnavailable(RuntimeError):
     """The sink cannot take the event now: its stream failed or stalled, or its backlog is full."""
 
 
+class BacklogState(TypedDict):
+    """Lines waiting for a stream that would block, and how many may wait."""
+
+    depth: int
+    capacity: int
+
+
+class HealthReport(TypedDict):
+    """``EventLogger.health()``: counters and sink state of one app in one process."""
+
+    status: Literal["healthy", "unhealthy"]
+    scope: Literal["process"]
+    telemetry_enabled: bool
+    events_logged: int
+    events_by_type: dict[str, int]
+    events_dropped: int
+    events_refused: int
+    events_failed: int
+    handler_failures: int
+    event_types: list[str]
+    backlog: BacklogState
+    rate_limiter: str
+    reason: NotRequired[str]
+
+
+# What accept_all() gives for each event: the event written, or why it was refused.
+Outcome = AnalyticsEvent | EventRejected | SinkUnavailable
+
+
 class _AppTelemetry:
     """Everything the EventLogger keeps for one app in one process."""
 
-    def __init__(self, config):
+    def __init__(self, config: Mapping[str, Any]) -> None:
         self.enabled = config["TELEMETRY_ENABLED"]
         self.max_bytes = config["TELEMETRY_MAX_EVENT_BYTES"]
         self.max_depth = config.get("JSON_MAX_DEPTH", DEFAULTS["JSON_MAX_DEPTH"])
@@ -61,33 +96,41 @@ class _AppTelemetry:
             stall_seconds=config["TELEMETRY_STALL_SECONDS"],
             max_line=self.max_bytes,
         )
+        # The lists that record_events() fills, each while its block is open.
+        self.recorders: list[list[dict[str, Any]]] = []
         self.reset_counters()
         ref = weakref.ref(self)
-        # Counts are per worker process: a forked worker starts from zero.
-        os.register_at_fork(after_in_child=lambda: (state := ref()) and state.reset_counters())
 
-    def reset_counters(self):
+        # Counts are per worker process: a forked worker starts from zero.
+        def reset_in_child() -> None:
+            state = ref()
+            if state is not None:
+                state.reset_counters()
+
+        os.register_at_fork(after_in_child=reset_in_child)
+
+    def reset_counters(self) -> None:
         # A fresh lock too: one held by another thread at fork stays held in the child.
         self.lock = threading.Lock()
-        self.logged = Counter()
+        self.logged: Counter[str] = Counter()
         self.dropped = 0
         self.refused = 0
         self.handler_failures = 0
         self.unwarned_drops = 0
-        self.last_warning = None
+        self.last_warning: float | None = None
 
 
 class EventLogger:
     """Flask extension that turns validated events into lines on the event stream."""
 
-    def __init__(self, app=None):
-        self._apps = weakref.WeakKeyDictionary()
+    def __init__(self, app: Flask | None = None) -> None:
+        self._apps: weakref.WeakKeyDictionary[Flask, _AppTelemetry] = weakref.WeakKeyDictionary()
         # One logger for the whole process: a handler attached there sees every app's events once.
         self._records = events_logger()
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app):
+    def init_app(self, app: Flask) -> None:
         """Register on ``app``: config defaults, per-app state and the CLI."""
         if "event_logger" in app.extensions:
             raise RuntimeError(
@@ -101,7 +144,7 @@ class EventLogger:
         app.extensions["event_logger"] = self
         app.cli.add_command(telemetry_cli)
 
-    def log(self, event_type: str, payload: dict | None = None) -> None:
+    def log(self, event_type: str, payload: Mapping[str, Any] | None = None) -> None:
         """Emit one event; raises EventRejected (a ValueError) for bad input.
 
         A full or stalled sink does not fail the caller: the event is dropped,
@@ -116,7 +159,7 @@ class EventLogger:
         if problem is not None:
             self._drop(state, event_type, problem)
 
-    def try_log(self, event_type, payload=None):
+    def try_log(self, event_type: str, payload: Mapping[str, Any] | None = None) -> bool:
         """``log`` for callers serving a user: any failure is counted and warned, never raised."""
         try:
             self.log(event_type, payload)
@@ -125,7 +168,9 @@ class EventLogger:
             self._drop(self._state(), event_type, f"{type(exc).__name__}: {exc}")
             return False
 
-    def accept(self, event_type, payload=None, event_id=None):
+    def accept(
+        self, event_type: str, payload: Mapping[str, Any] | None = None, event_id: object | None = None
+    ) -> AnalyticsEvent:
         """Emit one event or raise; returns the AnalyticsEvent that was emitted.
 
         Used by the HTTP routes, which refuse rather than truncate an event
@@ -143,7 +188,7 @@ class EventLogger:
             raise SinkUnavailable(problem)
         return event
 
-    def accept_all(self, events):
+    def accept_all(self, events: Iterable[tuple[str, Mapping[str, Any] | None, object | None]]) -> list[Outcome]:
         """``accept`` for each ``(event_type, payload, event_id)`` of ``events``; what each one gave, in order.
 
         Each outcome is the AnalyticsEvent emitted, or the EventRejected or
@@ -153,7 +198,8 @@ class EventLogger:
         are refused as ``accept`` would refuse them.
         """
         state = self._state()
-        outcomes, built = [], []
+        outcomes: list[Outcome] = []
+        built: list[tuple[int, AnalyticsEvent, str]] = []
         for event_type, payload, event_id in events:
             try:
                 event, line = self._checked(state, event_type, payload, event_id)
@@ -174,14 +220,16 @@ class EventLogger:
             self._refused(state, len(built) - taken)
         return outcomes
 
-    def _checked(self, state, event_type, payload, event_id):
+    def _checked(
+        self, state: _AppTelemetry, event_type: str, payload: Mapping[str, Any] | None, event_id: object | None
+    ) -> tuple[AnalyticsEvent, str]:
         """``_build``, refusing (EventTooLarge) an event whose line is over the size limit rather than shortening it."""
         event, line = self._build(state, event_type, payload, event_id, refuse_over=state.max_bytes)
         if len(line) >= state.max_bytes:
             raise _too_large(line, state.max_bytes)
         return event, line
 
-    def _emit(self, state, event, line):
+    def _emit(self, state: _AppTelemetry, event: AnalyticsEvent, line: str) -> str | None:
         """Write the event's line, then hand its record to the events logger; why not, or None."""
         if not state.sink.write((line + "\n").encode("ascii")):
             return state.sink.problem() or "the event sink is unavailable"
@@ -190,9 +238,11 @@ class EventLogger:
         with state.lock:
             state.logged[event.event_type] += 1
             state.handler_failures += failures
+            if state.recorders:
+                _record(state.recorders, (line,))
         return None
 
-    def _written(self, state, by_type, lines):
+    def _written(self, state: _AppTelemetry, by_type: Counter[str], lines: Sequence[str]) -> None:
         """``_emit``'s counts and records for ``lines``, already written: ``by_type`` counts their events."""
         failures = publish(self._records, *lines)
         for event_type, count in by_type.items():
@@ -200,14 +250,23 @@ class EventLogger:
         with state.lock:
             state.logged.update(by_type)
             state.handler_failures += failures
+            if state.recorders:
+                _record(state.recorders, lines)
 
     @staticmethod
-    def _refused(state, count):
+    def _refused(state: _AppTelemetry, count: int) -> None:
         with state.lock:
             state.refused += count
         metrics.EVENTS_REFUSED.inc(count)
 
-    def _build(self, state, event_type, payload, event_id=None, refuse_over=None):
+    def _build(
+        self,
+        state: _AppTelemetry,
+        event_type: str,
+        payload: Mapping[str, Any] | None,
+        event_id: object | None = None,
+        refuse_over: int | None = None,
+    ) -> tuple[AnalyticsEvent, str]:
         """The validated, redacted, pseudonymised, scrubbed and stamped event, and its line.
 
         The steps, in order, are those of ``payload_rules``; the size cap
@@ -225,9 +284,12 @@ class EventLogger:
         if payload is None:
             payload = {}
         elif not isinstance(payload, dict):
-            raise InvalidPayload("payload must be an object", {"payload": ["Not a valid mapping type."]})
+            # Any mapping is a payload (the type hints say Mapping); dicts, nearly all, skip the ABC check.
+            if not isinstance(payload, Mapping):
+                raise InvalidPayload("payload must be an object", {"payload": ["Not a valid mapping type."]})
+            payload = dict(payload)
         try:
-            loaded = schema.load(payload)
+            loaded: dict[str, Any] = schema.load(payload)
         except ValidationError as exc:
             raise InvalidPayload(f"invalid {event_type} payload: {exc.messages}", {"payload": exc.messages}) from None
         key = state.user_id_key
@@ -241,12 +303,13 @@ class EventLogger:
             if event_id is None
             else AnalyticsEvent(event_type, payload, str(event_id))
         )
+        line: str | None
         try:
             line = event.to_line()
             classes = payload_classes(line)
         except (TypeError, ValueError, RecursionError):
             # It may encode once redacted (a secret-named key holding a set, say).
-            line = classes = None
+            line, classes = None, ""
         if (
             line is None
             or redact_may_change(loaded, line, classes, state.max_depth)
@@ -254,10 +317,10 @@ class EventLogger:
             and isinstance(loaded.get("user_id"), (dict, list, tuple))
         ):
             try:
-                payload = redact(loaded, state.max_depth)
+                redacted: dict[str, Any] = redact(loaded, state.max_depth)
             except ValueError as exc:
                 raise InvalidPayload(str(exc), {"payload": [str(exc)]}) from None
-            event = replace(event, payload=payload if key is None else pseudonymise(payload, key))
+            event = replace(event, payload=redacted if key is None else pseudonymise(redacted, key))
             line = _line_of(event)
             classes = payload_classes(line)
         if refuse_over is not None and len(line) >= refuse_over:
@@ -267,14 +330,40 @@ class EventLogger:
             line = event.to_line()
         return event, line
 
-    def health(self):
+    @contextmanager
+    def record_events(self, app: Flask | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Yield a list that collects the events ``app`` (else the current app) writes while the block is open.
+
+        Each event is its line decoded (``event_id``, ``event_type``,
+        ``timestamp``, ``payload``, and ``truncated`` when set), as written:
+        after redaction, pseudonyms, scrubbing and the size cap. Events of
+        other apps, and events refused or dropped, are not in it. Events
+        written from any thread are, in the order they were written.
+        """
+        if app is None:
+            state = self._state()
+        elif app in self._apps:
+            state = self._apps[app]
+        else:
+            raise RuntimeError("this EventLogger is not registered on that app")
+        recorded: list[dict[str, Any]] = []
+        with state.lock:
+            state.recorders.append(recorded)
+        try:
+            yield recorded
+        finally:
+            with state.lock:
+                # By identity: another block's list may be equal to this one.
+                state.recorders[:] = [other for other in state.recorders if other is not recorded]
+
+    def health(self) -> HealthReport:
         """Counters and sink state of the current app in this process."""
         state = self._state()
         problem = state.sink.problem()
         with state.lock:
             by_type = {event_type: state.logged[event_type] for event_type in EVENT_TYPES}
             dropped, refused, handler_failures = state.dropped, state.refused, state.handler_failures
-        report = {
+        report: HealthReport = {
             "status": "healthy" if problem is None else "unhealthy",
             "scope": "process",
             "telemetry_enabled": state.enabled,
@@ -292,21 +381,22 @@ class EventLogger:
             report["reason"] = problem
         return report
 
-    def flush(self, timeout=10.0):
+    def flush(self, timeout: float = 10.0) -> bool:
         """Block until the current app's backlog, if any, is on the stream."""
-        return self._state().sink.flush(timeout)
+        flushed: bool = self._state().sink.flush(timeout)
+        return flushed
 
-    def shutdown(self, timeout=10.0):
+    def shutdown(self, timeout: float = 10.0) -> None:
         """Drain and close the current app's sink; later events are refused."""
         self._state().sink.close(timeout)
 
-    def _state(self):
+    def _state(self) -> _AppTelemetry:
         try:
             return self._apps[this_app()]
         except KeyError:
             raise RuntimeError("this EventLogger is not registered on the current app") from None
 
-    def _drop(self, state, event_type, reason):
+    def _drop(self, state: _AppTelemetry, event_type: str, reason: str) -> None:
         now = time.monotonic()
         metrics.EVENTS_DROPPED.inc()
         with state.lock:
@@ -323,7 +413,14 @@ def _too_large(line: str, max_bytes: int) -> EventTooLarge:
     return EventTooLarge(f"the event's line would be {len(line) + 1} bytes; the limit is {max_bytes}")
 
 
-def _line_of(event):
+def _record(recorders: Iterable[list[dict[str, Any]]], lines: Iterable[str]) -> None:
+    """Append each of ``lines``, decoded, to each open ``record_events`` list."""
+    events = [json.loads(line) for line in lines]
+    for recorded in recorders:
+        recorded.extend(events)
+
+
+def _line_of(event: AnalyticsEvent) -> str:
     try:
         return event.to_line()
     except (TypeError, ValueError, RecursionError) as exc:
@@ -333,12 +430,13 @@ def _line_of(event):
         ) from None
 
 
-def _rate_limiter_state():
+def _rate_limiter_state() -> str:
     # Registered beside the EventLogger by the app factory (analytics/rate_limit.py).
     limiter = current_app.extensions.get("rate_limiter")
     return "off" if limiter is None else limiter.state
 
 
-def get_event_logger():
+def get_event_logger() -> EventLogger:
     """The EventLogger registered on the current app."""
-    return this_app().extensions["event_logger"]
+    logger: EventLogger = this_app().extensions["event_logger"]
+    return logger

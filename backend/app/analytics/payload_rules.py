@@ -21,9 +21,15 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from typing import Any
+
+from .analytics_models import AnalyticsEvent
 
 REDACTED = "[REDACTED]"
+# Where a string is in a payload: the keys and list positions that lead to it.
+_Path = tuple[str | int, ...]
 
 _SECRET_KEY = re.compile(r"password|token|secret|authorization|api[_-]?key", re.IGNORECASE)
 _CONTAINERS = (dict, list, tuple)
@@ -38,7 +44,7 @@ class PayloadTooDeep(ValueError):
     """The payload nests deeper than the configured limit."""
 
 
-def redact(value, max_depth, depth=0):
+def redact(value: Any, max_depth: int, depth: int = 0) -> Any:
     """A copy of ``value`` with every secret-named key's value replaced."""
     if depth > max_depth:
         raise PayloadTooDeep(f"payload nests deeper than {max_depth} levels")
@@ -63,7 +69,7 @@ def redact(value, max_depth, depth=0):
 _SECRET_WORDS = ("password", "token", "secret", "authorization", "apikey", "api_key", "api0key")
 
 
-def redact_may_change(payload, line, classes, max_depth):
+def redact_may_change(payload: Mapping[str, Any], line: str, classes: str, max_depth: int) -> bool:
     r"""False when ``redact`` returns ``payload``, whose event line is ``line``, as it is and does not raise.
 
     A payload that holds no container (most do not) nests no deeper than
@@ -96,13 +102,13 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 @functools.lru_cache(maxsize=1024)
-def _names_a_secret(keys):
+def _names_a_secret(keys: tuple[Any, ...]) -> bool:
     # Payloads repeat the same few sets of keys.
     return any(isinstance(key, str) and _is_secret_key(key) for key in keys)
 
 
 @functools.lru_cache(maxsize=4096)
-def _is_secret_key(key):
+def _is_secret_key(key: str) -> bool:
     # Payloads repeat the same few keys; remembering the verdict skips the regex.
     return _SECRET_KEY.search(key) is not None
 
@@ -112,7 +118,7 @@ PSEUDONYM_PREFIX = "u_"
 _PSEUDONYM_HEX_DIGITS = 32
 
 
-def pseudonymise(payload, key):
+def pseudonymise(payload: dict[str, Any], key: bytes) -> dict[str, Any]:
     """The payload with its top-level ``user_id`` replaced by ``pseudonym(key, user_id)``.
 
     ``"anonymous"`` and a null ``user_id`` stay as they are.
@@ -123,7 +129,7 @@ def pseudonymise(payload, key):
     return {**payload, "user_id": pseudonym(key, user_id)}
 
 
-def pseudonym(key, user_id):
+def pseudonym(key: bytes, user_id: object) -> str:
     """``"u_"`` and the first 32 hex digits of HMAC-SHA256(key, user_id).
 
     Stable while the key is, not reversible without it. A user id that is not
@@ -135,14 +141,14 @@ def pseudonym(key, user_id):
 
 
 @functools.lru_cache(maxsize=4096)
-def _keyed_pseudonym(key, user_id):
+def _keyed_pseudonym(key: bytes, user_id: str) -> str:
     # The same readers come back event after event; one HMAC costs more than
     # the rest of the event's payload rules together.
     digest = hmac.digest(key, user_id.encode("utf-8", "surrogatepass"), hashlib.sha256)
     return PSEUDONYM_PREFIX + digest.hex()[:_PSEUDONYM_HEX_DIGITS]
 
 
-def fit_line(event, line, max_bytes):
+def fit_line(event: AnalyticsEvent, line: str, max_bytes: int) -> tuple[AnalyticsEvent, str]:
     """The event and its line, shortening its longest strings to fit ``max_bytes``.
 
     ``max_bytes`` counts the trailing newline. The line is ASCII, so its
@@ -169,17 +175,18 @@ def fit_line(event, line, max_bytes):
     return event, event.to_line()
 
 
-def _longest_string(value, path=()):
+def _longest_string(value: Any, path: _Path = ()) -> tuple[_Path, str | None, int]:
     """Path, text and escaped size of the string that takes most of the line."""
     if isinstance(value, str):
         return path, value, len(json.dumps(value)) - 2
+    items: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):
         items = enumerate(value)
     else:
-        return None, None, 0
-    best = (None, None, 0)
+        return (), None, 0
+    best: tuple[_Path, str | None, int] = ((), None, 0)
     for key, item in items:
         found = _longest_string(item, (*path, key))
         if found[1] is not None and found[2] > best[2]:
@@ -187,12 +194,12 @@ def _longest_string(value, path=()):
     return best
 
 
-def _replaced(value, path, new):
+def _replaced(value: Any, path: _Path, new: str) -> Any:
     if not path:
         return new
     head, rest = path[0], path[1:]
     if isinstance(value, dict):
         return {**value, head: _replaced(value[head], rest, new)}
     copy = list(value)
-    copy[head] = _replaced(value[head], rest, new)
+    copy[head] = _replaced(value[head], rest, new)  # type: ignore[index]  # in a list, the step is an index
     return copy

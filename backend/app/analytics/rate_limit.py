@@ -13,11 +13,15 @@ import threading
 import time
 import urllib.parse
 import weakref
+from collections.abc import Mapping
+from typing import Any
 
-from flask import current_app
-from limits import parse_many
+from flask import Flask, current_app
+from limits import RateLimitItem, parse_many
 from limits.errors import ConfigurationError, StorageError
-from limits.storage import SCHEMES, MemoryStorage, storage_from_string
+
+# limits re-exports its SCHEMES without naming them in __all__.
+from limits.storage import SCHEMES, MemoryStorage, Storage, storage_from_string  # type: ignore[attr-defined]
 from limits.strategies import FixedWindowRateLimiter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -50,22 +54,25 @@ class SweptMemoryStorage(MemoryStorage):
     expired, whether or not it has been swept yet.
     """
 
-    def __init__(self, uri=None, wrap_exceptions=False, **options):
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any) -> None:
         self._next_sweep = 0.0
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
 
     # Replaces the method MemoryStorage calls as self.__schedule_expiry() on every hit.
-    def _MemoryStorage__schedule_expiry(self):
+    def _MemoryStorage__schedule_expiry(self) -> None:
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + MEMORY_SWEEP_INTERVAL
-            self._MemoryStorage__expire_events()
+            # MemoryStorage's private sweep, reached by its mangled name as MemoryStorage itself does.
+            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
 
 
 class IngestRateLimiter:
     """One app's limits and, in each process, its storage and the storage's state."""
 
-    def __init__(self, config):
+    _limiter: FixedWindowRateLimiter | None
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
         self.limits = _limits(config)
         self._storage_uri, self._options = _storage(config["TELEMETRY_RATE_LIMIT_STORAGE"])
         self.warn_interval = config["TELEMETRY_WARN_INTERVAL"]
@@ -75,18 +82,25 @@ class IngestRateLimiter:
             # Made now so that a bad URI stops startup; a forked worker makes its own.
             self._limiter = self._build()
         ref = weakref.ref(self)
-        # Counts and connections are per process: after a fork the child starts afresh.
-        os.register_at_fork(after_in_child=lambda: (limiter := ref()) and limiter._reset())
 
-    def _reset(self):
+        # Counts and connections are per process: after a fork the child starts afresh.
+        def reset_in_child() -> None:
+            limiter = ref()
+            if limiter is not None:
+                limiter._reset()
+
+        os.register_at_fork(after_in_child=reset_in_child)
+
+    def _reset(self) -> None:
         self._limiter = None
         self._lock = threading.Lock()
         self._paused_until = 0.0
         self._available = True
-        self._last_warning = None
+        self._last_warning: float | None = None
         self._unwarned = 0
 
-    def _build(self):
+    def _build(self) -> FixedWindowRateLimiter:
+        storage: Any
         try:
             if urllib.parse.urlsplit(self._storage_uri).scheme == "memory":
                 storage = SweptMemoryStorage(self._storage_uri, wrap_exceptions=True)
@@ -94,16 +108,18 @@ class IngestRateLimiter:
                 storage = storage_from_string(self._storage_uri, wrap_exceptions=True, **self._options)
         except (ConfigurationError, ValueError, TypeError) as exc:
             raise ConfigError(f"TELEMETRY_RATE_LIMIT_STORAGE is not a usable storage: {exc}") from None
+        # _storage refuses the async+ schemes: a storage made here is a synchronous one.
+        assert isinstance(storage, Storage)
         return FixedWindowRateLimiter(storage)
 
     @property
-    def state(self):
+    def state(self) -> str:
         """``off``, ``ok``, or ``unavailable`` while the storage fails (health reports it)."""
         if not self.limits:
             return "off"
         return "ok" if self._available else "unavailable"
 
-    def retry_after(self, address, cost):
+    def retry_after(self, address: str, cost: int) -> int | None:
         """Charge ``cost`` events to ``address``; seconds until its budget admits them if it cannot now, else None."""
         if not self.limits:
             return None
@@ -125,13 +141,13 @@ class IngestRateLimiter:
         self._available = True
         return None
 
-    def _start(self):
+    def _start(self) -> FixedWindowRateLimiter:
         with self._lock:
             if self._limiter is None:
                 self._limiter = self._build()
             return self._limiter
 
-    def _admit_unchecked(self, reason, count_only=False):
+    def _admit_unchecked(self, reason: str, count_only: bool = False) -> None:
         """Count a request admitted without a verdict; warn at most once per warn interval."""
         metrics.RATE_LIMITER_ERRORS.inc()
         now = time.monotonic()
@@ -150,7 +166,7 @@ class IngestRateLimiter:
         )
 
 
-def _limits(config):
+def _limits(config: Mapping[str, Any]) -> tuple[RateLimitItem, ...]:
     """The parsed limits, or () for ``off``.
 
     A limit below ``TELEMETRY_MAX_BATCH_EVENTS`` is allowed (a small limit is
@@ -170,7 +186,7 @@ def _limits(config):
     return items
 
 
-def _storage(uri):
+def _storage(uri: Any) -> tuple[str, dict[str, Any]]:
     """The storage URI and the options its storage is made with; an unknown scheme is a bad value."""
     scheme = urllib.parse.urlsplit(uri).scheme if isinstance(uri, str) else ""
     if scheme not in SCHEMES or scheme.startswith("async+"):
@@ -188,11 +204,12 @@ def _storage(uri):
     }
 
 
-def init_app(app):
+def init_app(app: Flask) -> None:
     """Set up the app's rate limiter from its config (``app.extensions["rate_limiter"]``)."""
     app.extensions["rate_limiter"] = IngestRateLimiter(app.config)
 
 
-def get_rate_limiter():
+def get_rate_limiter() -> IngestRateLimiter:
     """The rate limiter of the current app."""
-    return this_app().extensions["rate_limiter"]
+    limiter: IngestRateLimiter = this_app().extensions["rate_limiter"]
+    return limiter

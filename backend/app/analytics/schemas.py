@@ -1,7 +1,9 @@
 """Marshmallow schemas for telemetry requests, payloads and replies."""
 
 import re
+from collections.abc import Sized
 from datetime import datetime
+from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
@@ -16,7 +18,7 @@ BLOCK_TYPES = ("ask-question", "explain-like-10", "quiz", "diagram")
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?\Z", re.ASCII)
 
 
-def _iso_datetime(value):
+def _iso_datetime(value: str) -> None:
     if _RFC3339.match(value):
         try:
             datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
@@ -61,7 +63,7 @@ PAYLOAD_SCHEMAS = {
 }
 
 
-def _client_event_id():
+def _client_event_id() -> fields.UUID:
     return fields.UUID(
         metadata={
             "description": "The client's id for the event (a UUID), kept on its line so a retry can be deduplicated."
@@ -69,7 +71,7 @@ def _client_event_id():
     )
 
 
-def _event_variant(event_type, payload_schema):
+def _event_variant(event_type: str, payload_schema: type[PayloadSchema]) -> type[Schema]:
     name = "".join(part.title() for part in event_type.split("_")) + "EventSchema"
     return Schema.from_dict(
         {
@@ -102,7 +104,7 @@ class TelemetryEventSchema(CompiledSchema):
     event_id = _client_event_id()
 
 
-def _batch_size(events):
+def _batch_size(events: Sized) -> None:
     most = this_app().config["TELEMETRY_MAX_BATCH_EVENTS"]
     if not 1 <= len(events) <= most:
         raise ValidationError(f"A batch holds 1 to {most} events, not {len(events)}.")
@@ -115,7 +117,8 @@ class BatchSchema(CompiledSchema):
         unknown = RAISE
 
     # A validator rather than a @validates hook: a schema with hooks takes no compiled plan.
-    events = fields.List(fields.Raw(), required=True, validate=_batch_size)
+    # Any element, null included, is the route's to judge on its own, as /log would judge it.
+    events = fields.List(fields.Raw(allow_none=True), required=True, validate=_batch_size)
 
 
 # The batch body as documented: each event is shaped like the body of /log,
@@ -129,7 +132,11 @@ BATCH_DOCUMENT = {
             "type": "array",
             "minItems": 1,
             "items": EVENT_DOCUMENT,
-            "description": "1 to TELEMETRY_MAX_BATCH_EVENTS (default 100) events, each judged as /log would.",
+            "description": (
+                "1 to TELEMETRY_MAX_BATCH_EVENTS (default 100) events, each judged as /log would. An element"
+                " that is not a valid event (null, a string, a number, an object that fails) is refused alone:"
+                " its result is a 422, and the other elements are still judged."
+            ),
         }
     },
 }
@@ -145,7 +152,7 @@ class BatchResultSchema(Schema):
     errors = fields.Dict(metadata={"description": "Per-field messages, for a 422."})
 
 
-class BatchResults(fields.List):
+class BatchResults(fields.List[Any]):
     """A batch's results, documented as a list of ``BatchResultSchema`` and dumped as the view built them.
 
     The view builds each entry in its dumped form (ints, strings, the
@@ -153,10 +160,10 @@ class BatchResults(fields.List):
     sixth of a batch. Tests hold every kind of entry to the schema's dump.
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(fields.Nested(BatchResultSchema), **kwargs)
 
-    def _serialize(self, value, attr, obj, **kwargs):
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> list[Any] | None:
         return None if value is None else list(value)
 
 

@@ -35,6 +35,8 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol, TextIO
 
 from .. import metrics
 from ..config import PIPE_BUF
@@ -48,7 +50,8 @@ DRAIN_SECONDS = 10.0
 # How often the writer retries the line at the head of the backlog after a failed write.
 RETRY_SECONDS = 0.5
 
-_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
+# 0 where the platform has no RWF_NOWAIT.
+_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
 
 # How a descriptor is written without blocking: pwritev2 with RWF_NOWAIT
 # (pipes, sockets), a plain write (our own non-blocking descriptor; regular
@@ -59,7 +62,7 @@ _NOWAIT, _PLAIN, _BACKLOG = "nowait", "plain", "backlog"
 _log = logging.getLogger(__name__)
 
 
-def events_logger():
+def events_logger() -> logging.Logger:
     """The logger every app's events reach as one record each, in the caller's thread."""
     logger = logging.getLogger(EVENTS_LOGGER_NAME)
     # Its records are the events themselves: they must not reach whatever the
@@ -70,7 +73,7 @@ def events_logger():
     return logger
 
 
-def publish(logger, *lines):
+def publish(logger: logging.Logger, *lines: str) -> int:
     """Hand each line's record to the handlers on ``logger``; the number of handler calls that raised.
 
     No record is built when no handler would see it. A handler that raises
@@ -81,7 +84,7 @@ def publish(logger, *lines):
     failures = 0
     for line in lines:
         # Logger.info without its stack walk for the caller: the caller is always the EventLogger.
-        record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, line, None, None, "publish")
+        record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, line, (), None, "publish")
         for handler in logger.handlers:
             if record.levelno >= handler.level:
                 try:
@@ -94,13 +97,13 @@ def publish(logger, *lines):
 class CutShort(OSError):
     """A write that stopped after the first ``written`` of ``size`` bytes: the line it was in is cut."""
 
-    def __init__(self, written, size, cause=None):
+    def __init__(self, written: int, size: int, cause: BaseException | None = None) -> None:
         reason = f" ({_describe(cause)})" if cause is not None else ""
         super().__init__(f"the stream took only {written} of {size} bytes{reason}")
         self.written = written
 
 
-def write_line(fd, data, finish=True):
+def write_line(fd: int, data: bytes, finish: bool = True) -> None:
     """Write all of ``data`` to ``fd``, blocking if need be; one write(2) when the stream takes it whole.
 
     A write that takes part of ``data`` is followed at once by the rest
@@ -126,6 +129,20 @@ def write_line(fd, data, finish=True):
             raise CutShort(len(data) - len(view), len(data))
 
 
+class EventStream(Protocol):
+    """Where an EventSink writes: a descriptor, or a stand-in text stream that has none."""
+
+    owns_descriptor: bool
+
+    def target(self) -> tuple[int | None, TextIO | None]:
+        """The descriptor to write to and None, or None and the stand-in stream."""
+        ...
+
+    def close(self) -> None:
+        """Release the descriptor, if it is the stream's own."""
+        ...
+
+
 class StdoutStream:
     """Whatever ``sys.stdout`` is at the time of each write.
 
@@ -136,7 +153,7 @@ class StdoutStream:
 
     owns_descriptor = False
 
-    def target(self):
+    def target(self) -> tuple[int | None, TextIO | None]:
         """The descriptor to write to, or the stand-in stream that has none (a test runner's capture)."""
         stream = sys.stdout
         try:
@@ -144,7 +161,7 @@ class StdoutStream:
         except (AttributeError, OSError, ValueError):
             return None, stream
 
-    def close(self):
+    def close(self) -> None:
         """Stdout is not ours to close."""
 
 
@@ -158,23 +175,23 @@ class AppendFile:
 
     owns_descriptor = True
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self._fd = None
+        self._fd: int | None = None
 
-    def target(self):
+    def target(self) -> tuple[int | None, TextIO | None]:
         if self._fd is None:
             # Opened by the first write, i.e. in the worker process that writes.
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
         return self._fd, None
 
-    def close(self):
+    def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
 
 
-def open_stream(path):
+def open_stream(path: str | os.PathLike[str] | None) -> EventStream:
     """The event stream of one app: a file when configured, else stdout."""
     return AppendFile(path) if path else StdoutStream()
 
@@ -182,25 +199,31 @@ def open_stream(path):
 class EventSink:
     """Writes finished event lines in order: by the caller when it can, else by a writer thread."""
 
-    def __init__(self, stream, capacity, stall_seconds, max_line=PIPE_BUF):
+    def __init__(self, stream: EventStream, capacity: int, stall_seconds: float, max_line: int = PIPE_BUF) -> None:
         self._stream = stream
         self.capacity = capacity
         self._stall_seconds = stall_seconds
         self._max_line = max_line
         self._reset()
         ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (sink := ref()) and sink._reset())
 
-    def _reset(self):
+        def reset_in_child() -> None:
+            sink = ref()
+            if sink is not None:
+                sink._reset()
+
+        os.register_at_fork(after_in_child=reset_in_child)
+
+    def _reset(self) -> None:
         # A fresh lock too: one held by another thread at fork stays held in the child.
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._written = threading.Condition(self._lock)
-        self._backlog = collections.deque()
-        self._thread = None
-        self._modes = {}
-        self._writing_since = None
-        self._error = None
+        self._backlog: collections.deque[bytes] = collections.deque()
+        self._thread: threading.Thread | None = None
+        self._modes: dict[int, str] = {}
+        self._writing_since: float | None = None
+        self._error: str | None = None
         # A newline the stream is owed: a cut line's fragment that could not be
         # blanked must end before anything else is written after it.
         self._owed = b""
@@ -209,12 +232,12 @@ class EventSink:
         self._abandoned = False
         self.failed = 0
 
-    def write(self, data):
+    def write(self, data: bytes) -> bool:
         """Write ``data`` (one line, newline included) or take it into the backlog; False when refused."""
         with self._lock:
             return self._put(data, (data,)) == 1
 
-    def write_lines(self, lines):
+    def write_lines(self, lines: Sequence[bytes]) -> int:
         """Write ``lines`` (each one line, newline included) in order; how many of them were taken.
 
         Consecutive lines share one write(2) up to PIPE_BUF bytes, so each
@@ -232,8 +255,11 @@ class EventSink:
                     break
         return taken
 
-    def _put(self, data, lines):
-        """Under the lock: write ``data``, the whole ``lines`` joined, or take them into the backlog; how many were taken."""
+    def _put(self, data: bytes, lines: Sequence[bytes]) -> int:
+        """Under the lock: write ``data``, the whole ``lines`` joined, or take them into the backlog.
+
+        Returns how many of ``lines`` were taken.
+        """
         if self._closed:
             return 0
         if self._backlog:
@@ -257,7 +283,7 @@ class EventSink:
         self._error = None
         return len(lines)
 
-    def _enqueue_lines(self, lines):
+    def _enqueue_lines(self, lines: Iterable[bytes]) -> int:
         """Put ``lines`` in the backlog, one entry each, while it takes them; how many it took."""
         taken = 0
         for line in lines:
@@ -266,12 +292,12 @@ class EventSink:
             taken += 1
         return taken
 
-    def stalled(self):
+    def stalled(self) -> bool:
         """True while one write has been blocked longer than the stall limit."""
         since = self._writing_since
         return since is not None and time.monotonic() - since > self._stall_seconds
 
-    def problem(self):
+    def problem(self) -> str | None:
         """Why the sink cannot accept events now, or None."""
         if self._closed:
             return "the event writer has shut down"
@@ -285,11 +311,11 @@ class EventSink:
             return "the event stream is not accepting writes"
         return None
 
-    def depth(self):
+    def depth(self) -> int:
         """Lines waiting in the backlog."""
         return len(self._backlog)
 
-    def flush(self, timeout=DRAIN_SECONDS):
+    def flush(self, timeout: float = DRAIN_SECONDS) -> bool:
         """Wait until the backlog is written; False on timeout or when the writer cannot write it."""
         deadline = time.monotonic() + timeout
         # Under the lock: the writer takes lines off the backlog and counts them in one step.
@@ -302,7 +328,7 @@ class EventSink:
                 self._written.wait(min(left, 0.05))
             return True
 
-    def close(self, timeout=DRAIN_SECONDS):
+    def close(self, timeout: float = DRAIN_SECONDS) -> None:
         """Write the backlog, stop the writer and close the stream; idempotent.
 
         Later lines are refused. The drain gives up after ``timeout`` seconds,
@@ -332,7 +358,7 @@ class EventSink:
                 return  # the writer may still be inside a write
         self._stream.close()
 
-    def _drain(self, thread, timeout):
+    def _drain(self, thread: threading.Thread, timeout: float) -> None:
         """Let the writer empty the backlog and stop, while it makes progress."""
         deadline = time.monotonic() + timeout
         progress, progress_at = len(self._backlog), time.monotonic()
@@ -344,7 +370,7 @@ class EventSink:
             if now > deadline or now - progress_at > self._stall_seconds:
                 break
 
-    def _write_now(self, data):
+    def _write_now(self, data: bytes) -> int:
         """Write without blocking; the number of bytes the stream took (0: it would block)."""
         fd, standin = self._stream.target()
         if fd is None:
@@ -367,13 +393,13 @@ class EventSink:
                 return 0
         return 0
 
-    def _first_mode(self, fd):
+    def _first_mode(self, fd: int) -> str:
         if self._stream.owns_descriptor:
             return _PLAIN
         _send_lines_whole(fd, self._max_line)
         return _NOWAIT if _RWF_NOWAIT else _fallback_mode(fd)
 
-    def _cut(self, data, start, written):
+    def _cut(self, data: bytes, start: int, written: int) -> None:
         """A write took ``data[:written]``, ending inside a line: fail, and see that its fragment heads no line.
 
         ``data[:start]`` was an owed newline; lines before the cut one (the
@@ -386,7 +412,7 @@ class EventSink:
             self._owed = b"\n"
         self._fail(CutShort(written - head, data.index(b"\n", written) + 1 - head))
 
-    def _enqueue(self, data):
+    def _enqueue(self, data: bytes) -> bool:
         """Put ``data`` in the backlog for the writer; False when the backlog cannot take it.
 
         A failed sink takes no line while its writer retries lines it could
@@ -405,14 +431,20 @@ class EventSink:
         self._wake.notify()
         return True
 
-    def _start(self):
+    def _start(self) -> None:
         """The writer thread and exit hook for this process (called once per process: ``_thread`` stays set)."""
         self._thread = threading.Thread(target=self._write_backlog, name="telemetry-writer", daemon=True)
         self._thread.start()
         ref = weakref.ref(self)
-        atexit.register(lambda: (sink := ref()) and sink.close())
 
-    def _write_backlog(self):
+        def close_at_exit() -> None:
+            sink = ref()
+            if sink is not None:
+                sink.close()
+
+        atexit.register(close_at_exit)
+
+    def _write_backlog(self) -> None:
         while True:
             with self._lock:
                 while not self._backlog and not self._closed:
@@ -462,7 +494,7 @@ class EventSink:
                 self._error = None
                 self._written.notify_all()
 
-    def _fail(self, error):
+    def _fail(self, error: BaseException) -> None:
         """Count a failed write; events are refused until a write succeeds."""
         self.failed += 1
         metrics.SINK_WRITE_FAILURES.inc()
@@ -472,13 +504,14 @@ class EventSink:
         self._error = _describe(error)
 
 
-def _describe(error):
+def _describe(error: BaseException) -> str:
     """``ENOSPC: No space left on device`` for an OSError with an errno, else the error's text."""
     errno_name = errno.errorcode.get(getattr(error, "errno", None) or 0)
-    return f"{errno_name}: {error.strerror}" if errno_name and error.strerror else str(error)
+    strerror = getattr(error, "strerror", None)
+    return f"{errno_name}: {strerror}" if errno_name and strerror else str(error)
 
 
-def _blank(fd, fragment):
+def _blank(fd: int, fragment: bytes) -> bool:
     """Overwrite ``fragment``, the last bytes this process wrote to ``fd``, with spaces and a newline; True if done.
 
     Only in a regular file. Overwriting takes no new space on a full disk,
@@ -505,7 +538,7 @@ def _blank(fd, fragment):
         os.close(own)
 
 
-def _send_lines_whole(fd, max_line):
+def _send_lines_whole(fd: int, max_line: int) -> None:
     """Make a Unix stream socket's send buffer big enough to take each line in one piece.
 
     Linux queues a write to such a socket in pieces of at most half the
@@ -528,9 +561,10 @@ def _send_lines_whole(fd, max_line):
         _log.warning("telemetry: cannot size the event socket's send buffer: %s", error)
 
 
-def _groups(lines, limit):
+def _groups(lines: Iterable[bytes], limit: int) -> Iterator[list[bytes]]:
     """``lines`` in runs of consecutive lines of at most ``limit`` bytes together (a longer line alone)."""
-    group, size = [], 0
+    group: list[bytes] = []
+    size = 0
     for line in lines:
         if group and size + len(line) > limit:
             yield group
@@ -541,14 +575,15 @@ def _groups(lines, limit):
         yield group
 
 
-def _write_standin(stream, data):
+def _write_standin(stream: TextIO | None, data: bytes) -> int:
     """Write to a stand-in stream without a descriptor (a test runner's capture), which takes text."""
+    assert stream is not None, "a stream's target() gives a stand-in whenever it gives no descriptor"
     stream.write(data.decode("ascii"))
     stream.flush()
     return len(data)
 
 
-def _fallback_mode(fd):
+def _fallback_mode(fd: int) -> str:
     """How to write ``fd`` when RWF_NOWAIT cannot: plainly if it never blocks, else through the backlog."""
     mode = os.fstat(fd).st_mode
     if stat.S_ISREG(mode) or stat.S_ISCHR(mode) and not os.isatty(fd):

@@ -15,8 +15,13 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
 
 SMOKE_USER = "smoke-test"
 _PROBLEM = "application/problem+json"
@@ -35,12 +40,12 @@ class SmokeCheck:
     method: str
     path: str
     status: int
-    body: dict | None = None
+    body: dict[str, Any] | None = None
     mimetype: str = "application/json"
     expect_key: str | None = None
     emits: str | None = None
 
-    def run(self, client, headers):
+    def run(self, client: FlaskClient, headers: Mapping[str, str]) -> "SmokeResult":
         response = client.open(self.path, method=self.method, json=self.body, headers=headers)
         problems = []
         if response.status_code != self.status:
@@ -53,7 +58,7 @@ class SmokeCheck:
         return SmokeResult(self, response.status_code, "; ".join(problems), _event_ids(reply))
 
 
-def _event_ids(reply):
+def _event_ids(reply: Any) -> tuple[str, ...]:
     """The ids of the events an answer says it accepted: ``/log``'s, or those of a batch's results."""
     if not isinstance(reply, dict):
         return ()
@@ -67,13 +72,13 @@ class SmokeResult:
     check: SmokeCheck
     got: int
     problem: str
-    event_ids: tuple = ()
+    event_ids: tuple[str, ...] = ()
 
     @property
-    def passed(self):
+    def passed(self) -> bool:
         return not self.problem
 
-    def line(self):
+    def line(self) -> str:
         verdict = "ok  " if self.passed else "FAIL"
         check = self.check
         text = f"{verdict} {check.method:<4} {check.path} -> {self.got} (want {check.status})"
@@ -140,7 +145,7 @@ SMOKE_CHECKS = (
 )
 
 
-def run_smoke_checks(app):
+def run_smoke_checks(app: Flask) -> Iterator[SmokeResult]:
     """Run every smoke check against ``app`` in this process, yielding each result as it comes."""
     headers = {"X-User-Id": SMOKE_USER}
     token = app.config["TELEMETRY_INGEST_TOKEN"]
@@ -151,7 +156,7 @@ def run_smoke_checks(app):
         yield check.run(client, headers)
 
 
-def check_event_lines(app, results):
+def check_event_lines(app: Flask, results: Sequence[SmokeResult]) -> tuple[bool, str]:
     """One line saying whether the stream holds exactly the events the passed checks wrote."""
     from .event_logger import get_event_logger
 
@@ -173,7 +178,7 @@ def check_event_lines(app, results):
     return False, f"FAIL {summary}: {detail}"
 
 
-def settings_of(app):
+def settings_of(app: Flask) -> dict[str, Any]:
     """The app's settings the factory takes (its DEFAULTS and TESTING), as JSON for the checks' process."""
     from ..config import DEFAULTS
 
@@ -186,7 +191,7 @@ def settings_of(app):
     return settings
 
 
-def run_isolated(app):
+def run_isolated(app: Flask) -> tuple[str, list[str], bool]:
     """Run the checks on a copy of ``app`` in a process of their own; return (where events went, lines, passed).
 
     The events file is removed before this returns, whatever the outcome.
@@ -220,7 +225,7 @@ def run_isolated(app):
     return events_path, lines, finished.returncode == 0
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m app.analytics.smoke EVENTS_PATH``, settings as JSON on stdin: the checks' process."""
     from .. import create_app
 

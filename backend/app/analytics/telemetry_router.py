@@ -4,7 +4,9 @@ import functools
 import hashlib
 import hmac
 import io
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, send_file
 from marshmallow import ValidationError
@@ -13,12 +15,12 @@ from werkzeug.exceptions import TooManyRequests, Unauthorized
 
 from .. import metrics
 from ..context import this_app, this_request
-from ..errors import BatchRefused, event_refusal
+from ..errors import BatchRefused, EventRefused, event_refusal
 from ..openapi import bearer_auth, responds, use_body
 from .bots import get_bot_filter
 from .event_line_schema import MEDIA_TYPE as EVENT_LINE_SCHEMA_MEDIA_TYPE
 from .event_line_schema import event_line_schema_text
-from .event_logger import get_event_logger
+from .event_logger import EventLogger, EventRejected, SinkUnavailable, get_event_logger
 from .rate_limit import get_rate_limiter
 from .schemas import (
     BATCH_DOCUMENT,
@@ -59,11 +61,11 @@ _WWW_AUTHENTICATE = {
 }
 
 
-def require_ingest_token(view):
+def require_ingest_token(view: Callable[..., Any]) -> Callable[..., Any]:
     """Refuse the request unless it carries the configured bearer token, if any."""
 
     @functools.wraps(view)
-    def check_token(*args, **kwargs):
+    def check_token(*args: Any, **kwargs: Any) -> Any:
         expected = this_app().config["TELEMETRY_INGEST_TOKEN"]
         if expected is not None:
             scheme, _, token = this_request().headers.get("Authorization", "").partition(" ")
@@ -77,17 +79,17 @@ def require_ingest_token(view):
     )
 
 
-def _events_in(body):
+def _events_in(body: Mapping[str, Any]) -> int:
     """How many events a loaded body holds: a batch's list, else the one event of /log."""
     events = body.get("events")
     return 1 if events is None else len(events)
 
 
-def ignore_bots(view):
+def ignore_bots(view: Callable[..., Any]) -> Callable[..., Any]:
     """Answer a crawler's or automated browser's events without writing them (TELEMETRY_IGNORE_BOTS)."""
 
     @functools.wraps(view)
-    def judge_user_agent(body, *args, **kwargs):
+    def judge_user_agent(body: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
         bots = get_bot_filter()
         if bots is not None and bots.is_bot(this_request().environ.get("HTTP_USER_AGENT", "")):
             ignored = _events_in(body)
@@ -102,11 +104,11 @@ def ignore_bots(view):
     )(judge_user_agent)
 
 
-def limit_rate(view):
+def limit_rate(view: Callable[..., Any]) -> Callable[..., Any]:
     """Refuse the whole request when the client address's budget (TELEMETRY_RATE_LIMIT) cannot cover its events."""
 
     @functools.wraps(view)
-    def charge_budget(body, *args, **kwargs):
+    def charge_budget(body: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
         cost = _events_in(body)
         retry_after = get_rate_limiter().retry_after(this_request().remote_addr or "", cost)
         if retry_after is not None:
@@ -130,9 +132,13 @@ def limit_rate(view):
 @use_body(_event_schema, documented=EVENT_DOCUMENT, plain_text=True)
 @ignore_bots
 @limit_rate
-def log_event(body):
+def log_event(body: Mapping[str, Any]) -> tuple[Any, int]:
     """Accept one analytics event from the front end."""
-    event = get_event_logger().accept(body["event_type"], body["payload"], body.get("event_id"))
+    try:
+        event = get_event_logger().accept(body["event_type"], body["payload"], body.get("event_id"))
+    except EventRejected as exc:
+        # The client's event, not the app's own call: a 413 or 422 (errors.EventRefused).
+        raise EventRefused(exc) from exc
     reply = {
         "status": "accepted",
         "event_id": event.event_id,
@@ -158,7 +164,7 @@ def log_event(body):
 @use_body(BatchSchema(), documented=BATCH_DOCUMENT, plain_text=True, objects_only=False)
 @ignore_bots
 @limit_rate
-def log_batch(body):
+def log_batch(body: Mapping[str, Any]) -> tuple[Any, int]:
     """Accept several analytics events at once, each judged as /log would judge it alone."""
     results = _batch_results(get_event_logger(), body["events"])
     refused = [result["status"] for result in results if result["status"] != 202]
@@ -172,13 +178,16 @@ def log_batch(body):
     return _batch_schema.dump(reply), 202
 
 
-def _batch_results(logger, events):
+def _batch_results(logger: EventLogger, events: Sequence[Any]) -> list[dict[str, Any]]:
     """The answer ``/log`` would give each event, as the entries of a batch's results, in order.
 
     The events valid alone are accepted together (``EventLogger.accept_all``),
     so that their lines share writes.
     """
-    results, valid, loaded = [None] * len(events), [], []
+    # Each slot is filled below, in one of the two loops.
+    results: list[Any] = [None] * len(events)
+    valid: list[int] = []
+    loaded: list[tuple[str, Mapping[str, Any] | None, object | None]] = []
     for index, event in enumerate(events):
         try:
             body = _event_schema.load(event)
@@ -187,7 +196,7 @@ def _batch_results(logger, events):
             continue
         valid.append(index)
         loaded.append((body["event_type"], body["payload"], body.get("event_id")))
-    for index, outcome in zip(valid, logger.accept_all(loaded)):
+    for index, outcome in zip(valid, logger.accept_all(loaded), strict=True):
         if isinstance(outcome, Exception):
             results[index] = _batch_refusal(index, outcome)
         else:
@@ -195,7 +204,7 @@ def _batch_results(logger, events):
     return results
 
 
-def _batch_refusal(index, exc):
+def _batch_refusal(index: int, exc: EventRejected | SinkUnavailable | ValidationError) -> dict[str, Any]:
     status, members = event_refusal(exc)
     return {"index": index, "status": status, **members}
 
@@ -213,7 +222,7 @@ _CONTENT_RANGE = {"Content-Range": {"description": "bytes */length", "required":
 )
 @responds(304, description="The copy the client revalidated (If-None-Match, If-Modified-Since) is current.")
 @responds(416, description="The Range asked for lies beyond the end of the script.", headers=_CONTENT_RANGE)
-def get_client_script():
+def get_client_script() -> Response:
     """Serve the browser tracker that defines window.TextbookTelemetry."""
     source, etag, modified = _client_script()
     # send_file adds the validators and answers a matching revalidation with 304.
@@ -227,7 +236,7 @@ def get_client_script():
 
 
 @functools.cache
-def _client_script():
+def _client_script() -> tuple[bytes, str, float]:
     """The tracker's bytes, their digest (the ETag) and modification time, read once per process."""
     source = CLIENT_SCRIPT.read_bytes()
     return source, hashlib.sha256(source).hexdigest()[:32], CLIENT_SCRIPT.stat().st_mtime
@@ -236,7 +245,7 @@ def _client_script():
 @bp.get("/health")
 @responds(200, HealthSchema, description="The sink accepts events; counters of this worker process.")
 @responds(503, HealthSchema, description="The sink cannot accept events now.")
-def get_health():
+def get_health() -> tuple[Any, int]:
     """Report this worker's event counters and whether its sink accepts events."""
     report = get_event_logger().health()
     return _health_schema.dump(report), 200 if report["status"] == "healthy" else 503

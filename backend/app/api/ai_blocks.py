@@ -1,12 +1,16 @@
 """The four AI block routes: validated requests, placeholder answers, one event each."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from flask import Blueprint
+from marshmallow import Schema
 
 from ..analytics.event_logger import get_event_logger
 from ..analytics.payload_rules import ANONYMOUS
 from ..analytics.scrubbing import scrubbed_cut
 from ..context import this_app, this_request
-from ..openapi import header_parameter, responds, use_body
+from ..openapi import View, header_parameter, responds, use_body
 from .schemas import (
     AnswerSchema,
     AskQuestionSchema,
@@ -42,7 +46,7 @@ _quiz_schema = QuizSchema()
 _diagram_schema = DiagramSchema()
 
 
-def _reader_headers(view):
+def _reader_headers(view: View) -> View:
     """Document the headers that say who reads and what they allow."""
     return header_parameter(USER_HEADER, _USER_DOC)(header_parameter(GPC_HEADER, _GPC_DOC)(view))
 
@@ -51,7 +55,7 @@ def _reader_headers(view):
 @responds(200, AnswerSchema, description="A placeholder answer.")
 @_reader_headers
 @use_body(AskQuestionSchema())
-def ask_question(body):
+def ask_question(body: Mapping[str, Any]) -> Any:
     """Answer a reader's question about a section (placeholder)."""
     question = body["question"]
     answer = f"[placeholder] An answer to {question!r} for chapter {body['chapter_id']} will appear here."
@@ -62,7 +66,7 @@ def ask_question(body):
 @responds(200, ExplanationSchema, description="A placeholder explanation.")
 @_reader_headers
 @use_body(ExplainLike10Schema())
-def explain_like_10(body):
+def explain_like_10(body: Mapping[str, Any]) -> Any:
     """Explain a concept as if to a ten-year-old (placeholder)."""
     concept = body["concept"]
     explanation = f"[placeholder] A simple explanation of {concept!r} will appear here."
@@ -73,7 +77,7 @@ def explain_like_10(body):
 @responds(200, QuizSchema, description="Placeholder quiz questions.")
 @_reader_headers
 @use_body(QuizRequestSchema())
-def make_quiz(body):
+def make_quiz(body: Mapping[str, Any]) -> Any:
     """Make a short quiz on a chapter or section (placeholder)."""
     count = body["num_questions"]
     questions = [
@@ -91,7 +95,7 @@ def make_quiz(body):
 @responds(200, DiagramSchema, description="A placeholder diagram in Mermaid syntax.")
 @_reader_headers
 @use_body(DiagramRequestSchema())
-def draw_diagram(body):
+def draw_diagram(body: Mapping[str, Any]) -> Any:
     """Draw a diagram from a description (placeholder)."""
     description = body["description"]
     diagram = 'flowchart LR\n  A["placeholder"] --> B["diagram"]'
@@ -106,7 +110,7 @@ def draw_diagram(body):
     )
 
 
-def _reply(block_type, body, query, schema, **content):
+def _reply(block_type: str, body: Mapping[str, Any], query: str | None, schema: Schema, **content: Any) -> Any:
     """Record the block's use, then dump its placeholder reply."""
     reply = schema.dump(
         {
@@ -125,7 +129,7 @@ def _reply(block_type, body, query, schema, **content):
         user_id, query = ANONYMOUS, None
     else:
         user_id = _cut(environ.get(USER_ENVIRON, "").strip(), _USER_ID_CHARS) or ANONYMOUS
-    event = {
+    event: dict[str, Any] = {
         "user_id": user_id,
         "chapter_id": body["chapter_id"],
         "block_type": block_type,
@@ -147,6 +151,6 @@ def _cut(text: str, chars: int) -> str:
     return scrubbed_cut(text, chars) if this_app().config["TELEMETRY_SCRUB_VALUES"] else text[:chars]
 
 
-def _refuses_tracking(environ):
+def _refuses_tracking(environ: Mapping[str, Any]) -> bool:
     """The browser sends Global Privacy Control (``Sec-GPC: 1``) and the app honours it."""
-    return environ.get(GPC_ENVIRON, "").strip() == "1" and this_app().config["TELEMETRY_HONOR_GPC"]
+    return environ.get(GPC_ENVIRON, "").strip() == "1" and bool(this_app().config["TELEMETRY_HONOR_GPC"])
