@@ -4,7 +4,8 @@ import json
 import re
 
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.wrappers import Request
 
 from .context import this_app, this_request
 
@@ -51,12 +52,7 @@ def json_body(plain_text=False, objects_only=True):
     if not (request.is_json or plain_text and request.mimetype == "text/plain"):
         accepted = "application/json or text/plain" if plain_text else "application/json"
         raise UnsupportedMediaType(f"The request body must be JSON (Content-Type: {accepted}).")
-    data = request.get_data(cache=False)
-    if request.content_length is None and len(data) == request.max_content_length:
-        # A streamed (chunked) body is cut at the limit without an error; one
-        # more byte tells a body of exactly the limit from a longer one.
-        if request.environ["wsgi.input"].read(1):
-            raise RequestEntityTooLarge()
+    data = _read_body(request)
     try:
         value = this_app().json.loads(data)
     except ValueError as exc:
@@ -64,6 +60,29 @@ def json_body(plain_text=False, objects_only=True):
     if objects_only and not isinstance(value, dict):
         raise BadRequest("The request body must be a JSON object.")
     return value
+
+
+def _read_body(request: Request) -> bytes:
+    """The whole body; a framing the server cannot read (chunks, trailers, a body cut short) is a 400."""
+    try:
+        data = request.get_data(cache=False)
+        if request.content_length is None and len(data) == request.max_content_length:
+            # A streamed (chunked) body is cut at the limit without an error; one
+            # more byte tells a body of exactly the limit from a longer one.
+            if request.environ["wsgi.input"].read(1):
+                raise RequestEntityTooLarge()
+    except HTTPException:
+        raise
+    except Exception as exc:
+        # What the server raises here (gunicorn's InvalidChunkSize, NoMoreData, a
+        # socket's OSError...) is the client's framing, never our fault. Its text
+        # quotes what the client sent, so only its name is given back.
+        raise BadRequest(f"The request body could not be read: malformed framing ({type(exc).__name__}).") from None
+    if request.content_length is not None and len(data) < request.content_length:
+        # A server that ends the stream itself (wsgi.input_terminated, as gunicorn
+        # does) lets werkzeug read a body cut short as a shorter body.
+        raise BadRequest("The request body could not be read: it ended before its Content-Length.")
+    return data
 
 
 def _reject_constant(name):
