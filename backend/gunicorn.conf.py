@@ -56,3 +56,10 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+# gunicorn's error log through the app's scrubbing: no client address, query,
+# header value or token in its lines (README, privacy). The class is loaded by
+# the master, before the app, so backend/ must be importable here.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+logger_class = "app.gunicorn_logging.ScrubbingLogger"

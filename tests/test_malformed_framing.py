@@ -92,7 +92,7 @@ def test_malformed_framing_is_a_400_problem_that_writes_nothing(server, path):
 
     replies = [exchange(server.port, request) for request in requests]
 
-    for name, reply in zip([*FRAMINGS, "content-length-cut-short"], replies):
+    for name, reply in zip([*FRAMINGS, "content-length-cut-short"], replies, strict=True):
         head, _, reply_body = reply.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400 "), (name, reply)
         assert b"\r\ncontent-type: application/problem+json" in head.lower(), name
