@@ -13,6 +13,8 @@ _INFINITY = float("inf")
 _CONTAINERS = (dict, list)
 # A "\uD800"-"\uDFFF" escape; only then can the parsed text hold a lone surrogate.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# A JSON string, escapes included (unrolled: no alternation tried per character).
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
 class StrictJSONProvider(DefaultJSONProvider):
@@ -29,6 +31,12 @@ class StrictJSONProvider(DefaultJSONProvider):
                 s = s.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
+        # Before parsing: each array or object costs the parser (and the checks
+        # below) far more than its two bytes, so a body dense in them is refused
+        # unread. Brackets counted in strings too bound the number from above.
+        max_containers = self._app.config["JSON_MAX_CONTAINERS"]
+        if s.count("[") + s.count("{") > max_containers and _containers(s) > max_containers:
+            raise ValueError(f"JSON holds more than {max_containers} arrays and objects")
         try:
             value = _STRICT_DECODER.decode(s) if not kwargs else json.loads(s, **_STRICT_HOOKS, **kwargs)
         except RecursionError:
@@ -104,6 +112,12 @@ def _unique_keys(pairs):
         duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
         raise ValueError(f"duplicate key {duplicate!r}")
     return value
+
+
+def _containers(text: str) -> int:
+    """How many arrays and objects ``text`` opens outside its strings."""
+    outside = _STRING.sub("", text)
+    return outside.count("[") + outside.count("{")
 
 
 def _check_depth(value, max_depth):
