@@ -7,6 +7,8 @@ alone for ``pause`` seconds and requests are admitted meanwhile: the limit
 protects the stream, it must never make the API unavailable.
 """
 
+import functools
+import ipaddress
 import math
 import os
 import threading
@@ -36,6 +38,8 @@ NAMESPACE = "telemetry"
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+unix"})
 # How often expired counters of memory:// are removed (they are ignored once expired, sooner).
 MEMORY_SWEEP_INTERVAL = 1.0
+# Client keys kept per app and process: addresses repeat, a flood of new ones is evicted.
+CLIENT_CACHE_SIZE = 4096
 
 
 class SweptMemoryStorage(MemoryStorage):
@@ -69,6 +73,9 @@ class IngestRateLimiter:
         self.limits = _limits(config)
         self._storage_uri, self._options = _storage(config["TELEMETRY_RATE_LIMIT_STORAGE"])
         self.warn_interval = config["TELEMETRY_WARN_INTERVAL"]
+        self.client_key = functools.lru_cache(maxsize=CLIENT_CACHE_SIZE)(
+            functools.partial(client_key, ipv6_prefix=config["TELEMETRY_RATE_LIMIT_IPV6_PREFIX"])
+        )
         self.pause = STORAGE_PAUSE
         self._reset()
         if self.limits and not self._storage_uri.startswith("memory:"):
@@ -111,10 +118,11 @@ class IngestRateLimiter:
             self._admit_unchecked("the storage failed recently", count_only=True)
             return None
         limiter = self._limiter or self._start()
+        client = self.client_key(address)
         try:
             for item in self.limits:
-                if not limiter.hit(item, NAMESPACE, address, cost=cost):
-                    reset, _ = limiter.get_window_stats(item, NAMESPACE, address)
+                if not limiter.hit(item, NAMESPACE, client, cost=cost):
+                    reset, _ = limiter.get_window_stats(item, NAMESPACE, client)
                     self._available = True
                     return max(1, math.ceil(reset - time.time()))
         except StorageError as exc:
@@ -148,6 +156,27 @@ class IngestRateLimiter:
             count,
             self.pause,
         )
+
+
+def client_key(address: str, ipv6_prefix: int) -> str:
+    """Whose budget a request is charged to: one key per client, however its address is spelled.
+
+    An IPv4 address is itself; an IPv4-mapped IPv6 address (``::ffff:192.0.2.1``)
+    is its IPv4 client; any other IPv6 address is its network of
+    ``ipv6_prefix`` bits (``2001:db8::/64``), since one reader's ISP hands them
+    a whole /64 or more. Text that is no IP address (a Unix socket's peer) is kept as it is.
+    """
+    try:
+        parsed = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        # From the integer: a zone (%eth0) names the link, not the client.
+        host_bits = 128 - ipv6_prefix
+        return str(ipaddress.IPv6Network((int(parsed) >> host_bits << host_bits, ipv6_prefix)))
+    return str(parsed)
 
 
 def _limits(config):
