@@ -1,9 +1,11 @@
-"""The ingestion budget of each client address, counted in events by the limits library.
+"""The ingestion budget of each client, counted in events by the limits library.
 
 ``TELEMETRY_RATE_LIMIT`` is parsed once, when the app is made; a request then
-costs one ``hit`` per limit (a fixed window: one counter per address and
-limit, in ``memory://`` or a shared Redis). A storage that fails is left
-alone for ``pause`` seconds and requests are admitted meanwhile: the limit
+costs one ``hit`` per limit (a moving window: the time of each admitted event
+in the last window, per client and limit, in ``memory://`` or a shared
+Redis; unlike a fixed window it never admits twice the limit across a
+window's edge, research.md section 22). A storage that fails is left alone
+for ``pause`` seconds and requests are admitted meanwhile: the limit
 protects the stream, it must never make the API unavailable.
 """
 
@@ -17,10 +19,10 @@ import urllib.parse
 import weakref
 
 from flask import current_app
-from limits import parse_many
+from limits import RateLimitItem, parse_many
 from limits.errors import ConfigurationError, StorageError
 from limits.storage import SCHEMES, MemoryStorage, storage_from_string
-from limits.strategies import FixedWindowRateLimiter
+from limits.strategies import MovingWindowRateLimiter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -101,7 +103,7 @@ class IngestRateLimiter:
                 storage = storage_from_string(self._storage_uri, wrap_exceptions=True, **self._options)
         except (ConfigurationError, ValueError, TypeError) as exc:
             raise ConfigError(f"TELEMETRY_RATE_LIMIT_STORAGE is not a usable storage: {exc}") from None
-        return FixedWindowRateLimiter(storage)
+        return MovingWindowRateLimiter(storage)
 
     @property
     def state(self):
@@ -122,9 +124,9 @@ class IngestRateLimiter:
         try:
             for item in self.limits:
                 if not limiter.hit(item, NAMESPACE, client, cost=cost):
-                    reset, _ = limiter.get_window_stats(item, NAMESPACE, client)
+                    admitted_at = _admitted_at(limiter, item, client, cost)
                     self._available = True
-                    return max(1, math.ceil(reset - time.time()))
+                    return max(1, math.ceil(admitted_at - time.time()))
         except StorageError as exc:
             self._paused_until = time.monotonic() + self.pause
             self._available = False
@@ -156,6 +158,30 @@ class IngestRateLimiter:
             count,
             self.pause,
         )
+
+
+def _admitted_at(limiter: MovingWindowRateLimiter, item: RateLimitItem, client: str, cost: int) -> float:
+    """When ``cost`` more events of ``client`` fit in ``item``'s moving window (a time.time() value).
+
+    The window lists admitted events newest first, at most ``item.amount``;
+    ``cost`` more fit once the entry at index ``amount - cost`` has expired.
+    limits' own reset time is the oldest entry's: right for one event, too
+    soon for a batch.
+    """
+    expiry = item.get_expiry()
+    if cost > item.amount:
+        return time.time() + expiry  # never fits: at least a whole window
+    key = item.key_for(NAMESPACE, client)
+    storage = limiter.storage
+    if isinstance(storage, MemoryStorage):
+        entries = storage.events.get(key, [])
+        index = item.amount - cost
+        return (entries[index].atime if index < len(entries) else time.time()) + expiry
+    # Redis (and the other storages' Lua or queries) search the first ``limit``
+    # entries for the oldest one still in the window: given amount - cost + 1,
+    # that is the entry at index amount - cost.
+    start, _ = storage.get_moving_window(key, item.amount - cost + 1, expiry)
+    return start + expiry
 
 
 def client_key(address: str, ipv6_prefix: int) -> str:
