@@ -99,3 +99,37 @@ def test_an_unexpected_error_is_logged_scrubbed_with_its_frames(make_app, caplog
     assert response.status_code == 500
     assert "in boom" in text and "RuntimeError: [EMAIL] Bearer [REDACTED]" in text
     assert EMAIL not in text and TOKEN not in text
+
+
+@pytest.mark.parametrize(
+    ("message", "args", "expected"),
+    [
+        ("Invalid request from ip=::1: Invalid HTTP Header: 'X-Note %s'", None, "Invalid request: Invalid HTTP Header"),
+        (
+            "Invalid request from ip=2001:db8::7: limit request headers fields size",
+            None,
+            "Invalid request: limit request headers fields size",
+        ),
+        ("Error handling request %s %s", ("GET", f"/x/{EMAIL}?card={CARD}#t"), "Error handling request GET /x/[EMAIL]"),
+        ("Error handling request %s", (f"/x?token={TOKEN}",), "Error handling request /x"),
+        (
+            "Ignored premature client disconnection. %s",
+            (OSError(f"after b'{EMAIL}'"),),
+            "Ignored premature client disconnection. OSError",
+        ),
+        (
+            "telemetry: dropped %d event(s): %s",
+            (1, f"Bearer {TOKEN}"),
+            "telemetry: dropped 1 event(s): Bearer [REDACTED]",
+        ),
+    ],
+)
+def test_each_kind_of_line_is_rewritten(message, args, expected):
+    from app.gunicorn_logging import ScrubbingFilter
+
+    record = logging.LogRecord(
+        "gunicorn.error", logging.WARNING, __file__, 1, message.replace("%s'", f"{TOKEN}'"), args, None
+    )
+
+    assert ScrubbingFilter().filter(record) is True
+    assert record.getMessage() == expected
