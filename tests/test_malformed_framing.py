@@ -39,6 +39,8 @@ FRAMINGS = {
     "chunk-terminator-missing": lambda body: b"%x\r\n%sXY" % (len(body), body) + MARKER + b"\r\n0\r\n\r\n",
     "trailer-without-colon": lambda body: _chunk(body) + b"0\r\n" + MARKER + b"\r\n\r\n",
     "trailer-bare-lf": lambda body: _chunk(body) + b"0\r\nX-Note: " + MARKER + b"\nY: z\r\n\r\n",
+    "trailer-name-invalid": lambda body: _chunk(body) + b"0\r\nX-Bad\x01Name: " + MARKER + b"\r\n\r\n",
+    "trailer-obsolete-folding": lambda body: _chunk(body) + b"0\r\nX-Note: a\r\n " + MARKER + b"\r\n\r\n",
     "last-chunk-cut-short": lambda body: _chunk(body) + b"0\r\n",
     "chunked-body-cut-short": lambda body: b"%x\r\n%s" % (len(body) + 10, body),
 }
