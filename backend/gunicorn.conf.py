@@ -1,4 +1,4 @@
-"""Gunicorn settings for production: Prometheus' multiprocess mode across the workers.
+"""Gunicorn settings for every serve command: an error log that names no client, and Prometheus' multiprocess mode.
 
 Used as ``gunicorn --config backend/gunicorn.conf.py ... wsgi:app`` with
 ``PROMETHEUS_MULTIPROC_DIR`` set in the environment, so that prometheus_client
@@ -126,3 +126,10 @@ def on_exit(server: Any) -> None:
     own = os.environ.get(_SERVER_DIRECTORY)
     if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         shutil.rmtree(own, ignore_errors=True)
+
+
+# gunicorn's error log through the app's scrubbing: no client address, query,
+# header value or token in its lines (README, privacy). The class is loaded by
+# the master, before the app, so backend/ must be importable here.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+logger_class = "app.gunicorn_logging.ScrubbingLogger"

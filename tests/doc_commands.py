@@ -117,6 +117,12 @@ def read_blocks(path):
     return blocks
 
 
+def production_block(path=REPO_ROOT / "README.md"):
+    """The README's production command: the one server block that sets PROMETHEUS_MULTIPROC_DIR."""
+    (block,) = [block for block in read_blocks(path) if block.is_server and "PROMETHEUS_MULTIPROC_DIR=" in block.text]
+    return block
+
+
 def _check_marker(lines, index, name):
     if not _SKIP.match(lines[index]):
         raise ValueError(

@@ -17,11 +17,11 @@ from pathlib import Path
 from event_lines import parse_event_lines
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
+_LISTENING = re.compile(r"Listening at: http://(?:127\.0\.0\.1|\[::1\]):(\d+)")
 
 
 class GunicornServer:
-    """Starts gunicorn (``wsgi:app`` unless told otherwise) on 127.0.0.1:0 and stops it by PID.
+    """Starts gunicorn (``wsgi:app`` unless told otherwise) on 127.0.0.1:0 (or ``host``) and stops it by PID.
 
     Binding port 0 lets the kernel pick a free port; the port is read back
     from gunicorn's "Listening at" line, so there is no race for it. Once
@@ -44,6 +44,7 @@ class GunicornServer:
         boot_timeout=30,
         app="wsgi:app",
         ready_path="/api/telemetry/health",
+        host="127.0.0.1",
     ):
         self.workdir = Path(workdir)
         self.stdout_path = self.workdir / "gunicorn.stdout"
@@ -55,13 +56,19 @@ class GunicornServer:
         self.boot_timeout = boot_timeout
         self.app = app
         self.ready_path = ready_path
+        self.host = host
         self.process = None
         self.port = None
         self._terminated = False
 
     @property
+    def _host_in_url(self):
+        """The host as a URL or ``--bind`` writes it: an IPv6 address in brackets."""
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self._host_in_url}:{self.port}"
 
     def command(self):
         """The command line that starts the server."""
@@ -70,7 +77,7 @@ class GunicornServer:
             "-m",
             "gunicorn",
             "--bind",
-            f"127.0.0.1:{self.port or 0}",
+            f"{self._host_in_url}:{self.port or 0}",
             "--no-control-socket",
             *self.options,
             self.app,

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import yaml
-from doc_commands import read_blocks
+from doc_commands import production_block
 from gunicorn_server import REPO_ROOT, GunicornServer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -130,12 +130,7 @@ def test_every_metric_the_rules_and_dashboard_name_is_on_a_live_servers_metrics(
 
 
 def production_command():
-    (block,) = [
-        block
-        for block in read_blocks(REPO_ROOT / "README.md")
-        if block.is_server and "--config backend/gunicorn.conf.py" in block.text
-    ]
-    return shlex.split(block.text)
+    return shlex.split(production_block().text)
 
 
 def unit_settings():

@@ -7,7 +7,7 @@ import sys
 import pytest
 from app import create_app
 from app.config import ConfigError
-from doc_commands import DocsServer, read_blocks
+from doc_commands import DocsServer, production_block
 from gunicorn_server import REPO_ROOT
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -82,16 +82,6 @@ def test_a_command_that_counts_nothing_leaves_the_metrics_directory_empty(tmp_pa
     assert list(metrics_dir.iterdir()) == []
 
 
-def production_command():
-    """The README's production command: the block that starts gunicorn with backend/gunicorn.conf.py."""
-    (block,) = [
-        block
-        for block in read_blocks(REPO_ROOT / "README.md")
-        if block.is_server and "--config backend/gunicorn.conf.py" in block.text
-    ]
-    return block
-
-
 def accepted_visits(server):
     """The server's total of chapter_visit events accepted, from one /metrics answer."""
     status, _, raw = server._send("GET", "/metrics")
@@ -110,7 +100,7 @@ def send_visits(server, count):
 
 @pytest.mark.gunicorn
 def test_two_servers_started_with_the_production_command_keep_their_own_figures(tmp_path):
-    block = production_command()
+    block = production_block()
     first = DocsServer(tmp_path / "first", block)
     second = DocsServer(tmp_path / "second", block)
     (tmp_path / "first").mkdir()

@@ -14,6 +14,7 @@ from .api.docs import bp as docs_bp
 from .config import DEFAULTS, validate_app_config
 from .cors import init_cors
 from .errors import register_error_handlers
+from .gunicorn_logging import install_filter
 from .json_body import StrictJSONProvider
 
 
@@ -28,6 +29,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Refuse to start on a bad value rather than fail on the first request.
     validate_app_config(app.config)
 
+    # The app's own lines (tracebacks included) scrubbed like event payloads (S11).
+    install_filter(app.logger)
     EventLogger(app)
     rate_limit.init_app(app)
     bots.init_app(app)

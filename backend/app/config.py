@@ -7,6 +7,8 @@ from typing import Any
 DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "JSON_MAX_DEPTH": 32,
+    # Arrays and objects one body may hold: a batch of 100 events holds a few hundred.
+    "JSON_MAX_CONTAINERS": 2048,
     "CORS_ORIGINS": "*",
     # Proxies in front whose X-Forwarded-For is believed (0: the TCP peer is the client).
     "TRUSTED_PROXY_HOPS": 0,
@@ -22,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     # Events per client address, in the limits library's notation, or "off".
     "TELEMETRY_RATE_LIMIT": "3000/minute",
     "TELEMETRY_RATE_LIMIT_STORAGE": "memory://",
+    # IPv6 clients share a budget per network of this prefix length: an ISP hands a reader a /64 or more.
+    "TELEMETRY_RATE_LIMIT_IPV6_PREFIX": 64,
     "TELEMETRY_IGNORE_BOTS": True,
     "TELEMETRY_SCRUB_VALUES": True,
     "TELEMETRY_USER_ID_KEY": None,
@@ -71,6 +75,7 @@ def validate_app_config(config: MutableMapping[str, Any]) -> None:
     """Coerce the HTTP limits (environment values arrive as strings); reject bad ones."""
     _integer(config, "MAX_CONTENT_LENGTH", 1, 100 * 1024 * 1024)
     _integer(config, "JSON_MAX_DEPTH", 2, 512)
+    _integer(config, "JSON_MAX_CONTAINERS", 16, 1_000_000)
     _integer(config, "TRUSTED_PROXY_HOPS", 0, 10)
     config["CORS_ORIGINS"] = _origins(config, "CORS_ORIGINS")
 
@@ -88,6 +93,7 @@ def validate_telemetry_config(config: MutableMapping[str, Any]) -> None:
     _integer(config, "TELEMETRY_QUEUE_SIZE", 1, 1_000_000)
     _integer(config, "TELEMETRY_MAX_BATCH_EVENTS", 1, 1000)
     _integer(config, "TELEMETRY_RETRY_AFTER", 1, 3600)
+    _integer(config, "TELEMETRY_RATE_LIMIT_IPV6_PREFIX", 32, 128)
     _number(config, "TELEMETRY_STALL_SECONDS", 0.05, 600)
     _number(config, "TELEMETRY_WARN_INTERVAL", 0, 86_400)
     token = config.get("TELEMETRY_INGEST_TOKEN")

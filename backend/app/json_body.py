@@ -5,7 +5,8 @@ import re
 from typing import Any, NoReturn
 
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.wrappers import Request
 
 from .context import this_app, this_request
 
@@ -13,6 +14,8 @@ _INFINITY = float("inf")
 _CONTAINERS = (dict, list)
 # A "\uD800"-"\uDFFF" escape; only then can the parsed text hold a lone surrogate.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# A JSON string, escapes included (unrolled: no alternation tried per character).
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
 class StrictJSONProvider(DefaultJSONProvider):
@@ -29,6 +32,12 @@ class StrictJSONProvider(DefaultJSONProvider):
                 s = s.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
+        # Before parsing: each array or object costs the parser (and the checks
+        # below) far more than its two bytes, so a body dense in them is refused
+        # unread. Brackets counted in strings too bound the number from above.
+        max_containers = self._app.config["JSON_MAX_CONTAINERS"]
+        if s.count("[") + s.count("{") > max_containers and _containers(s) > max_containers:
+            raise ValueError(f"JSON holds more than {max_containers} arrays and objects")
         try:
             value = _STRICT_DECODER.decode(s) if not kwargs else json.loads(s, **_STRICT_HOOKS, **kwargs)
         except RecursionError:
@@ -52,12 +61,7 @@ def json_body(plain_text: bool = False, objects_only: bool = True) -> Any:
     if not (request.is_json or plain_text and request.mimetype == "text/plain"):
         accepted = "application/json or text/plain" if plain_text else "application/json"
         raise UnsupportedMediaType(f"The request body must be JSON (Content-Type: {accepted}).")
-    data = request.get_data(cache=False)
-    if request.content_length is None and len(data) == request.max_content_length:
-        # A streamed (chunked) body is cut at the limit without an error; one
-        # more byte tells a body of exactly the limit from a longer one.
-        if request.environ["wsgi.input"].read(1):
-            raise RequestEntityTooLarge()
+    data = _read_body(request)
     try:
         value = this_app().json.loads(data)
     except ValueError as exc:
@@ -65,6 +69,29 @@ def json_body(plain_text: bool = False, objects_only: bool = True) -> Any:
     if objects_only and not isinstance(value, dict):
         raise BadRequest("The request body must be a JSON object.")
     return value
+
+
+def _read_body(request: Request) -> bytes:
+    """The whole body; a framing the server cannot read (chunks, trailers, a body cut short) is a 400."""
+    try:
+        data = request.get_data(cache=False)
+        if request.content_length is None and len(data) == request.max_content_length:
+            # A streamed (chunked) body is cut at the limit without an error; one
+            # more byte tells a body of exactly the limit from a longer one.
+            if request.environ["wsgi.input"].read(1):
+                raise RequestEntityTooLarge()
+    except HTTPException:
+        raise
+    except Exception as exc:
+        # What the server raises here (gunicorn's InvalidChunkSize, NoMoreData, a
+        # socket's OSError...) is the client's framing, never our fault. Its text
+        # quotes what the client sent, so only its name is given back.
+        raise BadRequest(f"The request body could not be read: malformed framing ({type(exc).__name__}).") from None
+    if request.content_length is not None and len(data) < request.content_length:
+        # A server that ends the stream itself (wsgi.input_terminated, as gunicorn
+        # does) lets werkzeug read a body cut short as a shorter body.
+        raise BadRequest("The request body could not be read: it ended before its Content-Length.")
+    return data
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -88,6 +115,12 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise ValueError(f"duplicate key {key!r}")
             seen.add(key)
     return value
+
+
+def _containers(text: str) -> int:
+    """How many arrays and objects ``text`` opens outside its strings."""
+    outside = _STRING.sub("", text)
+    return outside.count("[") + outside.count("{")
 
 
 def _check_depth(value: Any, max_depth: int) -> None:

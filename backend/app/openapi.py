@@ -40,7 +40,13 @@ API_SERVERS = [{"url": "/", "description": "The host that serves this document."
 _ALWAYS = (500,)
 _BODY_ERRORS = (400, 403, 413, 415, 422)
 _BODY_MEDIA_TYPES = ("application/json",)
-_DESCRIPTIONS = {403: "The request's Origin is not one of CORS_ORIGINS (when that is a list)."}
+_DESCRIPTIONS = {
+    400: (
+        "The body is malformed: its HTTP framing (a bad chunk, trailer or terminator, a body cut short), "
+        "its JSON, or more arrays and objects than JSON_MAX_CONTAINERS. Nothing was written."
+    ),
+    403: "The request's Origin is not one of CORS_ORIGINS (when that is a list).",
+}
 # A view without a contract: its answer is unknown, so it is described as such (x-undocumented marks it).
 _UNDOCUMENTED_ANSWER = "The route declares no contract (@responds): its answers are not described."
 # werkzeug's <converter(arguments):name> in a rule, and the OpenAPI types of its converters.

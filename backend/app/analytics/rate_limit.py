@@ -1,12 +1,16 @@
-"""The ingestion budget of each client address, counted in events by the limits library.
+"""The ingestion budget of each client, counted in events by the limits library.
 
 ``TELEMETRY_RATE_LIMIT`` is parsed once, when the app is made; a request then
-costs one ``hit`` per limit (a fixed window: one counter per address and
-limit, in ``memory://`` or a shared Redis). A storage that fails is left
-alone for ``pause`` seconds and requests are admitted meanwhile: the limit
+costs one ``hit`` per limit (a moving window: the time of each admitted event
+in the last window, per client and limit, in ``memory://`` or a shared
+Redis; unlike a fixed window it never admits twice the limit across a
+window's edge, research.md section 22). A storage that fails is left alone
+for ``pause`` seconds and requests are admitted meanwhile: the limit
 protects the stream, it must never make the API unavailable.
 """
 
+import functools
+import ipaddress
 import math
 import os
 import threading
@@ -21,8 +25,14 @@ from limits import RateLimitItem, parse_many
 from limits.errors import ConfigurationError, StorageError
 
 # limits re-exports its SCHEMES without naming them in __all__.
-from limits.storage import SCHEMES, MemoryStorage, Storage, storage_from_string  # type: ignore[attr-defined]
-from limits.strategies import FixedWindowRateLimiter
+from limits.storage import (  # type: ignore[attr-defined]
+    SCHEMES,
+    MemoryStorage,
+    MovingWindowSupport,
+    Storage,
+    storage_from_string,
+)
+from limits.strategies import MovingWindowRateLimiter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -40,6 +50,8 @@ NAMESPACE = "telemetry"
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+unix"})
 # How often expired counters of memory:// are removed (they are ignored once expired, sooner).
 MEMORY_SWEEP_INTERVAL = 1.0
+# Client keys kept per app and process: addresses repeat, a flood of new ones is evicted.
+CLIENT_CACHE_SIZE = 4096
 
 
 class SweptMemoryStorage(MemoryStorage):
@@ -70,12 +82,15 @@ class SweptMemoryStorage(MemoryStorage):
 class IngestRateLimiter:
     """One app's limits and, in each process, its storage and the storage's state."""
 
-    _limiter: FixedWindowRateLimiter | None
+    _limiter: MovingWindowRateLimiter | None
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.limits = _limits(config)
         self._storage_uri, self._options = _storage(config["TELEMETRY_RATE_LIMIT_STORAGE"])
         self.warn_interval = config["TELEMETRY_WARN_INTERVAL"]
+        self.client_key = functools.lru_cache(maxsize=CLIENT_CACHE_SIZE)(
+            functools.partial(client_key, ipv6_prefix=config["TELEMETRY_RATE_LIMIT_IPV6_PREFIX"])
+        )
         self.pause = STORAGE_PAUSE
         self._reset()
         if self.limits and not self._storage_uri.startswith("memory:"):
@@ -99,7 +114,7 @@ class IngestRateLimiter:
         self._last_warning: float | None = None
         self._unwarned = 0
 
-    def _build(self) -> FixedWindowRateLimiter:
+    def _build(self) -> MovingWindowRateLimiter:
         storage: Any
         try:
             if urllib.parse.urlsplit(self._storage_uri).scheme == "memory":
@@ -110,7 +125,7 @@ class IngestRateLimiter:
             raise ConfigError(f"TELEMETRY_RATE_LIMIT_STORAGE is not a usable storage: {exc}") from None
         # _storage refuses the async+ schemes: a storage made here is a synchronous one.
         assert isinstance(storage, Storage)
-        return FixedWindowRateLimiter(storage)
+        return MovingWindowRateLimiter(storage)
 
     @property
     def state(self) -> str:
@@ -127,12 +142,13 @@ class IngestRateLimiter:
             self._admit_unchecked("the storage failed recently", count_only=True)
             return None
         limiter = self._limiter or self._start()
+        client = self.client_key(address)
         try:
             for item in self.limits:
-                if not limiter.hit(item, NAMESPACE, address, cost=cost):
-                    reset, _ = limiter.get_window_stats(item, NAMESPACE, address)
+                if not limiter.hit(item, NAMESPACE, client, cost=cost):
+                    admitted_at = _admitted_at(limiter, item, client, cost)
                     self._available = True
-                    return max(1, math.ceil(reset - time.time()))
+                    return max(1, math.ceil(admitted_at - time.time()))
         except StorageError as exc:
             self._paused_until = time.monotonic() + self.pause
             self._available = False
@@ -141,7 +157,7 @@ class IngestRateLimiter:
         self._available = True
         return None
 
-    def _start(self) -> FixedWindowRateLimiter:
+    def _start(self) -> MovingWindowRateLimiter:
         with self._lock:
             if self._limiter is None:
                 self._limiter = self._build()
@@ -164,6 +180,53 @@ class IngestRateLimiter:
             count,
             self.pause,
         )
+
+
+def _admitted_at(limiter: MovingWindowRateLimiter, item: RateLimitItem, client: str, cost: int) -> float:
+    """When ``cost`` more events of ``client`` fit in ``item``'s moving window (a time.time() value).
+
+    The window lists admitted events newest first, at most ``item.amount``;
+    ``cost`` more fit once the entry at index ``amount - cost`` has expired.
+    limits' own reset time is the oldest entry's: right for one event, too
+    soon for a batch.
+    """
+    expiry = item.get_expiry()
+    if cost > item.amount:
+        return time.time() + expiry  # never fits: at least a whole window
+    key = item.key_for(NAMESPACE, client)
+    storage = limiter.storage
+    if isinstance(storage, MemoryStorage):
+        entries = storage.events.get(key, [])
+        index = item.amount - cost
+        return (entries[index].atime if index < len(entries) else time.time()) + expiry
+    # Redis (and the other storages' Lua or queries) search the first ``limit``
+    # entries for the oldest one still in the window: given amount - cost + 1,
+    # that is the entry at index amount - cost.
+    # MovingWindowRateLimiter accepts only storages with moving-window support.
+    assert isinstance(storage, MovingWindowSupport)
+    start, _ = storage.get_moving_window(key, item.amount - cost + 1, expiry)
+    return float(start) + expiry
+
+
+def client_key(address: str, ipv6_prefix: int) -> str:
+    """Whose budget a request is charged to: one key per client, however its address is spelled.
+
+    An IPv4 address is itself; an IPv4-mapped IPv6 address (``::ffff:192.0.2.1``)
+    is its IPv4 client; any other IPv6 address is its network of
+    ``ipv6_prefix`` bits (``2001:db8::/64``), since one reader's ISP hands them
+    a whole /64 or more. Text that is no IP address (a Unix socket's peer) is kept as it is.
+    """
+    try:
+        parsed = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        # From the integer: a zone (%eth0) names the link, not the client.
+        host_bits = 128 - ipv6_prefix
+        return str(ipaddress.IPv6Network((int(parsed) >> host_bits << host_bits, ipv6_prefix)))
+    return str(parsed)
 
 
 def _limits(config: Mapping[str, Any]) -> tuple[RateLimitItem, ...]:
