@@ -18,6 +18,8 @@ SERVE = ["--config", "backend/gunicorn.conf.py"]
 ENV = {"FLASK_TRUSTED_PROXY_HOPS": "1", "FLASK_TELEMETRY_RATE_LIMIT": "3/minute"}
 # What nginx itself answers to a flood (the API's own 429 says "events").
 NGINX_TOO_MANY = "Too many requests from this address"
+# A page's tracker on another origin.
+ORIGIN = {"Origin": "http://textbook.example"}
 
 pytestmark = pytest.mark.gunicorn
 
@@ -99,7 +101,7 @@ def test_limit_req_answers_a_flood_with_429(proxied):
     before = len(gunicorn.event_lines(while_running=True))
 
     with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda _: post(nginx.port, "127.0.0.4"), range(300)))
+        answers = list(pool.map(lambda _: post(nginx.port, "127.0.0.4", headers=ORIGIN), range(300)))
 
     refused = [
         (headers, body) for status, headers, body in answers if status == 429 and NGINX_TOO_MANY in body["detail"]
@@ -108,6 +110,9 @@ def test_limit_req_answers_a_flood_with_429(proxied):
     headers, body = refused[0]
     assert headers["Content-Type"] == "application/problem+json"
     assert headers["Retry-After"] == "1"
+    # A page on another origin can read it, and when to retry.
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert headers["Access-Control-Expose-Headers"] == "Retry-After"
     assert body["status"] == 429
     # Of what reached the API, its budget let three events through.
     assert len(gunicorn.event_lines(while_running=True)) - before == 3
