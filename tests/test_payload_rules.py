@@ -122,7 +122,7 @@ def test_the_redaction_pre_check_on_typical_payloads(payload, expected):
         {"k": "caf\u00e9 \u2028 \u0085 \U0001f600"},
         {"k": "\ud800"},
         {"big": 2**64, "small": -(2**63) - 1, "edge": 2**63 - 1},
-        {1: "int key", None: "null key", True: "bool key"},
+        {1: "int key", None: "null key", False: "bool key"},
         {"k": 1e16, "n": 0.1},
     ],
 )
