@@ -19,7 +19,9 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -45,7 +47,7 @@ FULL_COUNTS = (500, 2_000)
 QUICK_COUNTS = (300, 500)
 
 
-def available():
+def available() -> bool:
     """True when valgrind and structlog are both there."""
     try:
         import structlog  # noqa: F401
@@ -54,7 +56,9 @@ def available():
     return instructions.available()
 
 
-def measure(workdir, counts=FULL_COUNTS, progress=print):
+def measure(
+    workdir: str | Path, counts: tuple[int, int] = FULL_COUNTS, progress: Callable[[str], object] = print
+) -> dict[str, float]:
     """Instructions per event of each way in ``WAYS``: ``{way: instructions}``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True)
@@ -109,16 +113,16 @@ def measure(workdir, counts=FULL_COUNTS, progress=print):
     return counted
 
 
-def _calls(way, count):
+def _calls(way: str, count: int) -> int:
     # A batch call writes BATCH_EVENTS events: a tenth as many calls still count five times the events.
     return count // 10 if way == BATCH else count
 
 
-def _events(way, count):
+def _events(way: str, count: int) -> int:
     return _calls(way, count) * (BATCH_EVENTS if way == BATCH else 1)
 
 
-def _ways(workdir):
+def _ways(workdir: str) -> dict[str, Callable[[], object]]:
     """Each way as a function writing one event (the batch: ``BATCH_EVENTS`` of them)."""
     import orjson
     import structlog
@@ -143,7 +147,7 @@ def _ways(workdir):
     floor_fd = os.open(Path(workdir) / "floor.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     batch = [("ai_block_used", PAYLOAD, None)] * BATCH_EVENTS
 
-    def floor():
+    def floor() -> None:
         record = {
             "event_id": _new_event_id(),
             "event_type": "ai_block_used",
@@ -160,7 +164,7 @@ def _ways(workdir):
     }
 
 
-def _serve(plan):
+def _serve(plan: dict[str, Any]) -> None:
     """The child: warm every way up, then run each one's counted calls between two handshakes."""
     import gc
 

@@ -13,6 +13,7 @@ import time
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -218,7 +219,9 @@ def _ratio(counted, numerator, denominator, times=1):
     return times * counted[numerator] / counted[denominator]
 
 
-def _targets(http, memory, counted, events):
+def _targets(
+    http: dict[Any, Any], memory: list[tuple[int, float]], counted: dict[str, float], events: dict[str, float]
+) -> dict[str, Row]:
     """The speed targets (SPEC S16, the README's Performance): each with scrubbing on and off where it applies."""
 
     def row(label, target, holds, on, off, spread=""):
@@ -324,7 +327,7 @@ def _costs(http, counted):
     }
 
 
-def _figures(http, counted):
+def _figures(http: dict[Any, Any], counted: dict[str, float]) -> dict[str, Row]:
     """Figures kept beside the targets, with no target of their own."""
     ai, ai_spread = _paired(http, "rps", "AI block", "AI block, no event")
     rps, rps_spread = _paired(http, "rps", "/log", "minimal Flask")
@@ -357,7 +360,15 @@ def _median(results, attribute):
     return statistics.median(getattr(result, attribute) for result in results)
 
 
-def _results_block(run_line, targets, costs, figures, memory, events, warnings):
+def _results_block(
+    run_line: str,
+    targets: dict[str, Row],
+    costs: dict[str, Row],
+    figures: dict[str, Row],
+    memory: list[tuple[int, float]],
+    events: dict[str, float],
+    warnings: list[str],
+) -> str:
     """The README's results, as markdown: the run, the targets, the costs, the figures, the warnings."""
     lines = [f"Latest run: {run_line}", ""]
     lines += [

@@ -89,7 +89,7 @@ class AnalyticsEvent:
             record["truncated"] = True
         return record
 
-    def to_line(self):
+    def to_line(self) -> str:
         """One compact JSON line, ASCII only so no payload text can break it: ``to_dict`` encoded."""
         if _ORJSON_EXACT.issuperset(map(type, self.payload.values())):
             # orjson costs about half as much, but writes non-ASCII text as it is and DEL
