@@ -111,13 +111,27 @@ def test_the_redaction_pre_check_on_typical_payloads(payload, expected):
 
 
 @pytest.mark.parametrize("truncated", [False, True])
-@pytest.mark.parametrize("payload", [{}, {"a": [1, 2.5, None, True, {"x": 'é"\\\n\u2028'}]}, {"k": "v"}])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"a": [1, 2.5, None, True, {"x": 'é"\\\n\u2028'}]},
+        {"k": "v"},
+        # Flat payloads, which orjson encodes: each of these must still come out as json writes it.
+        {"k": "".join(map(chr, range(128))), "n": 7, "b": False, "z": None},
+        {"k": "caf\u00e9 \u2028 \u0085 \U0001f600"},
+        {"k": "\ud800"},
+        {"big": 2**64, "small": -(2**63) - 1, "edge": 2**63 - 1},
+        {1: "int key", None: "null key", False: "bool key"},
+        {"k": 1e16, "n": 0.1},
+    ],
+)
 def test_an_event_line_is_its_dict_encoded_compact_and_ascii(payload, truncated):
     event = AnalyticsEvent("chapter_visit", payload, truncated=truncated)
     assert event.to_line() == json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
-@pytest.mark.parametrize("value", [{"a": float("nan")}, {"a": {1, 2}}])
+@pytest.mark.parametrize("value", [{"a": float("nan")}, {"a": {1, 2}}, {"a": float("inf"), "b": "flat"}])
 def test_an_event_line_refuses_what_json_refuses(value):
     with pytest.raises((TypeError, ValueError)):
         AnalyticsEvent("chapter_visit", value).to_line()

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 EVENT_TYPES = ("ai_block_used", "chapter_visit", "error_event")
 
 # Built once: json.dumps with options other than the defaults builds an encoder per call.
@@ -27,6 +29,12 @@ if json.encoder.c_make_encoder is not None:  # type: ignore[attr-defined]
 else:  # an interpreter without the C accelerator
     # The same signature as the def above, which mypy takes as the one definition.
     _encoded_payload = _LINE_ENCODER.encode  # type: ignore[assignment]
+
+
+# Payload values orjson writes exactly as _LINE_ENCODER does, byte for byte:
+# not floats (NaN becomes null there, and 1e16 loses its "+"), nor containers
+# (which may hold floats), nor subclasses (an IntEnum, a str subclass).
+_ORJSON_EXACT = frozenset({str, int, bool, type(None)})
 
 
 # The formatted UTC second of the last stamp: events arrive many per second.
@@ -87,6 +95,17 @@ class AnalyticsEvent:
 
     def to_line(self) -> str:
         """One compact JSON line, ASCII only so no payload text can break it: ``to_dict`` encoded."""
+        if _ORJSON_EXACT.issuperset(map(type, self.payload.values())):
+            # orjson costs about half as much, but writes non-ASCII text as it is and DEL
+            # unescaped: such a line, an int beyond 64 bits, a lone surrogate or a key that
+            # is not a str take the standard encoder below.
+            try:
+                line = orjson.dumps(self.to_dict())
+            except TypeError:
+                pass
+            else:
+                if line.isascii() and b"\x7f" not in line:
+                    return line.decode("ascii")
         # Written out rather than encoding to_dict(): a third of the cost, the same text.
         return (
             f'{{"event_id":{_quoted(self.event_id)},"event_type":{_quoted(self.event_type)},'
