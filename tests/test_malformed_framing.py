@@ -77,7 +77,8 @@ def exchange(port, request, host="127.0.0.1"):
 def server(tmp_path_factory):
     # A budget of one event, already used: framing must be judged before the budget too.
     workdir = tmp_path_factory.mktemp("framing")
-    with GunicornServer(workdir, env={"FLASK_TELEMETRY_RATE_LIMIT": "1/hour"}) as running:
+    # One worker: each worker keeps its own memory:// budget, and the second request may reach the other.
+    with GunicornServer(workdir, workers=1, env={"FLASK_TELEMETRY_RATE_LIMIT": "1/hour"}) as running:
         status, _, _ = running.request("POST", LOG, BODIES[LOG])
         assert status == 202
         status, _, _ = running.request("POST", LOG, BODIES[LOG])
