@@ -1,8 +1,11 @@
 """The moving window (SPEC S13): no double burst across a window's edge, and a Retry-After that is right for batches."""
 
+import random
 import time
 
 import pytest
+from app.analytics.rate_limit import SweptMemoryStorage
+from limits.storage import MemoryStorage
 from redis_server import RedisServer
 
 # Far from any real time, on an edge of every fixed window of 2 s and 60 s.
@@ -79,3 +82,27 @@ def test_a_refused_request_spends_nothing(make_app, storage, clock):
     assert admitted == [None] * 3
     assert refused == [30] * 50
     assert after_a_minute is None
+
+
+def test_the_compact_memory_window_answers_as_limits_memory_storage(clock, monkeypatch):
+    # The same hits, in the same clock, to limits' MemoryStorage and ours: every answer the same.
+    theirs, ours = MemoryStorage(), SweptMemoryStorage("memory://")
+    # Both swept at the same moments, below, rather than by their own timers.
+    monkeypatch.setattr(theirs, "_MemoryStorage__schedule_expiry", lambda: None)
+    monkeypatch.setattr(ours, "_MemoryStorage__schedule_expiry", lambda: None)
+    steps = random.Random(26)
+    for step in range(2_000):
+        clock[0] += steps.choice((0.0, 0.001, 0.3, 1.7, 4.0))
+        key, limit, amount = steps.choice(("a", "b")), steps.choice((3, 10)), steps.choice((1, 1, 2, 5, 11))
+        expiry = 2 if key == "a" else 5
+        assert ours.acquire_entry(key, limit, expiry, amount) == theirs.acquire_entry(key, limit, expiry, amount)
+        assert ours.get_moving_window(key, limit, expiry) == theirs.get_moving_window(key, limit, expiry)
+        newest = steps.randrange(12)
+        entries = theirs.events.get(key, [])
+        assert ours.admitted_at(key, newest) == (entries[newest].atime if newest < len(entries) else None)
+        if step % 97 == 0:
+            theirs._MemoryStorage__expire_events()
+            ours._MemoryStorage__expire_events()
+            assert {
+                key: [entry.atime for entry in reversed(entries)] for key, entries in theirs.events.items() if entries
+            } == {key: list(times) for key, times in ours.events.items()}

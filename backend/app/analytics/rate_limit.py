@@ -9,6 +9,7 @@ for ``pause`` seconds and requests are admitted meanwhile: the limit
 protects the stream, it must never make the API unavailable.
 """
 
+import bisect
 import functools
 import ipaddress
 import math
@@ -17,8 +18,9 @@ import threading
 import time
 import urllib.parse
 import weakref
+from array import array
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, current_app
 from limits import RateLimitItem, parse_many
@@ -55,7 +57,7 @@ CLIENT_CACHE_SIZE = 4096
 
 
 class SweptMemoryStorage(MemoryStorage):
-    """``limits``' MemoryStorage whose expired counters are removed by the requests themselves.
+    """``limits``' MemoryStorage whose expired entries are removed by the requests themselves, kept compact.
 
     MemoryStorage starts a new ``threading.Timer`` thread for its sweep
     whenever the last one has ended, 10 ms after it started: about a hundred
@@ -64,19 +66,83 @@ class SweptMemoryStorage(MemoryStorage):
     request that finds the sweep due runs it, at most once a second.
     Counting is MemoryStorage's own; a counter is ignored as soon as it has
     expired, whether or not it has been swept yet.
+
+    A moving window's admitted events are kept as their times, oldest first,
+    in an ``array("d")``: MemoryStorage keeps an object of some 180 bytes
+    for each, newest first, and puts each new one at the head of its list,
+    which copies the whole list. The answers are MemoryStorage's, entry for
+    entry: its index ``i`` is this array's ``len - 1 - i``.
     """
 
     def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any) -> None:
         self._next_sweep = 0.0
+        # Each key's window, in seconds, for the sweep: every entry of a key shares it.
+        self._windows: dict[str, float] = {}
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+
+    @property
+    def _times(self) -> dict[str, "array[float]"]:
+        # MemoryStorage's dict of moving windows, its values arrays here (see above).
+        return cast(dict[str, "array[float]"], self.events)
 
     # Replaces the method MemoryStorage calls as self.__schedule_expiry() on every hit.
     def _MemoryStorage__schedule_expiry(self) -> None:
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + MEMORY_SWEEP_INTERVAL
-            # MemoryStorage's private sweep, reached by its mangled name as MemoryStorage itself does.
-            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+            self._MemoryStorage__expire_events()
+
+    # Replaces MemoryStorage's sweep (reached by its mangled name, as MemoryStorage itself calls it).
+    def _MemoryStorage__expire_events(self) -> None:
+        now = time.time()
+        for key in list(self._times):
+            with self.locks[key]:
+                times = self._times.get(key)
+                if times:
+                    # An entry expires when its time is a whole window ago.
+                    del times[: bisect.bisect_right(times, now - self._windows.get(key, 0.0))]
+                if not times:
+                    self._times.pop(key, None)
+                    self._windows.pop(key, None)
+                    self.locks.pop(key, None)
+        for key in list(self.expirations):
+            if self.expirations[key] <= time.time():
+                self.storage.pop(key, None)
+                self.expirations.pop(key, None)
+                self.locks.pop(key, None)
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        """Admit ``amount`` more events of ``key`` if its window holds at most ``limit - amount``."""
+        if amount > limit:
+            return False
+        self._MemoryStorage__schedule_expiry()
+        with self.locks[key]:
+            times = self._times.get(key)
+            if times is None:
+                times = self._times[key] = array("d")
+            self._windows[key] = expiry
+            timestamp = time.time()
+            # MemoryStorage's entry at index limit - amount of its newest-first list.
+            index = len(times) - 1 - (limit - amount)
+            if index >= 0 and times[index] >= timestamp - expiry:
+                return False
+            times.extend(array("d", (timestamp,)) * amount)
+            return True
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        """The time of the oldest event of ``key`` still in its window and how many are; MemoryStorage's answer."""
+        timestamp = time.time()
+        times = self._times.get(key)
+        if times:
+            count = len(times) - bisect.bisect_right(times, timestamp - expiry)
+            # With none in the window MemoryStorage answers its oldest entry's time.
+            return times[len(times) - count] if count else times[0], count
+        return timestamp, 0
+
+    def admitted_at(self, key: str, newest: int) -> float | None:
+        """The time of ``key``'s ``newest``-th newest admitted event (0: the newest), or None."""
+        times = self._times.get(key)
+        return times[len(times) - 1 - newest] if times is not None and newest < len(times) else None
 
 
 class IngestRateLimiter:
@@ -195,6 +261,9 @@ def _admitted_at(limiter: MovingWindowRateLimiter, item: RateLimitItem, client: 
         return time.time() + expiry  # never fits: at least a whole window
     key = item.key_for(NAMESPACE, client)
     storage = limiter.storage
+    if isinstance(storage, SweptMemoryStorage):
+        admitted = storage.admitted_at(key, item.amount - cost)
+        return (time.time() if admitted is None else admitted) + expiry
     if isinstance(storage, MemoryStorage):
         entries = storage.events.get(key, [])
         index = item.amount - cost
