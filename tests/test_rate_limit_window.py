@@ -90,6 +90,10 @@ def test_the_compact_memory_window_answers_as_limits_memory_storage(clock, monke
     # Both swept at the same moments, below, rather than by their own timers.
     monkeypatch.setattr(theirs, "_MemoryStorage__schedule_expiry", lambda: None)
     monkeypatch.setattr(ours, "_MemoryStorage__schedule_expiry", lambda: None)
+    # MemoryStorage's constructor starts a sweep 10 ms later in a thread of its own; on a busy
+    # machine it would otherwise sweep one storage in the middle of the steps and not the other.
+    theirs.timer.join()
+    ours.timer.join()
     steps = random.Random(26)
     for step in range(2_000):
         clock[0] += steps.choice((0.0, 0.001, 0.3, 1.7, 4.0))
