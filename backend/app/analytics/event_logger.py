@@ -1,7 +1,6 @@
 """The EventLogger extension: validates, stamps and emits analytics events."""
 
 import json
-import os
 import threading
 import time
 import weakref
@@ -17,6 +16,7 @@ from marshmallow import ValidationError
 from .. import metrics
 from ..config import DEFAULTS, validate_telemetry_config
 from ..context import this_app
+from ..per_process import reset_after_fork
 from .analytics_models import EVENT_TYPES, AnalyticsEvent
 from .payload_rules import fit_line, pseudonymise, redact, redact_may_change
 from .schemas import PAYLOAD_SCHEMAS
@@ -99,15 +99,8 @@ class _AppTelemetry:
         # The lists that record_events() fills, each while its block is open.
         self.recorders: list[list[dict[str, Any]]] = []
         self.reset_counters()
-        ref = weakref.ref(self)
-
         # Counts are per worker process: a forked worker starts from zero.
-        def reset_in_child() -> None:
-            state = ref()
-            if state is not None:
-                state.reset_counters()
-
-        os.register_at_fork(after_in_child=reset_in_child)
+        reset_after_fork(self, _AppTelemetry.reset_counters)
 
     def reset_counters(self) -> None:
         # A fresh lock too: one held by another thread at fork stays held in the child.

@@ -13,11 +13,9 @@ import bisect
 import functools
 import ipaddress
 import math
-import os
 import threading
 import time
 import urllib.parse
-import weakref
 from array import array
 from collections.abc import Mapping
 from typing import Any, cast
@@ -41,6 +39,7 @@ from redis.retry import Retry
 from .. import metrics
 from ..config import ConfigError
 from ..context import this_app
+from ..per_process import reset_after_fork
 
 # A Redis that does not answer costs a request at most this long (connect, then reply) ...
 STORAGE_TIMEOUT = 0.1
@@ -162,15 +161,8 @@ class IngestRateLimiter:
         if self.limits and not self._storage_uri.startswith("memory:"):
             # Made now so that a bad URI stops startup; a forked worker makes its own.
             self._limiter = self._build()
-        ref = weakref.ref(self)
-
         # Counts and connections are per process: after a fork the child starts afresh.
-        def reset_in_child() -> None:
-            limiter = ref()
-            if limiter is not None:
-                limiter._reset()
-
-        os.register_at_fork(after_in_child=reset_in_child)
+        reset_after_fork(self, IngestRateLimiter._reset)
 
     def _reset(self) -> None:
         self._limiter = None

@@ -40,6 +40,7 @@ from typing import Protocol, TextIO
 
 from .. import metrics
 from ..config import PIPE_BUF
+from ..per_process import reset_after_fork
 
 EVENTS_LOGGER_NAME = "app.analytics.events"
 
@@ -205,14 +206,8 @@ class EventSink:
         self._stall_seconds = stall_seconds
         self._max_line = max_line
         self._reset()
-        ref = weakref.ref(self)
-
-        def reset_in_child() -> None:
-            sink = ref()
-            if sink is not None:
-                sink._reset()
-
-        os.register_at_fork(after_in_child=reset_in_child)
+        # The backlog, its thread and its lock are this process's: a forked worker makes its own.
+        reset_after_fork(self, EventSink._reset)
 
     def _reset(self) -> None:
         # A fresh lock too: one held by another thread at fork stays held in the child.
