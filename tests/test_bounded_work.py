@@ -1,10 +1,12 @@
-"""Bounded work (SPEC S13): a body dense in arrays and objects is refused before it is parsed."""
+"""Bounded work (SPEC S13): a body dense in arrays, objects or items is refused before it is parsed."""
 
 import json
 
 import pytest
 from app import create_app
 from app.config import ConfigError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 LOG = "/api/telemetry/log"
 BATCH = "/api/telemetry/batch"
@@ -25,7 +27,7 @@ def event(payload):
 def test_a_body_with_more_containers_than_the_limit_is_refused_unparsed(make_app, read_events, monkeypatch, payload):
     app = make_app({"MAX_CONTENT_LENGTH": 1024 * 1024})
     parsed = []
-    monkeypatch.setattr("app.json_body._STRICT_DECODER.decode", lambda text: parsed.append(text))
+    monkeypatch.setattr("app.json_body.orjson.loads", lambda text: parsed.append(text))
 
     response = app.test_client().post(LOG, data=json.dumps(event(payload)), content_type="application/json")
 
@@ -61,7 +63,147 @@ def test_the_limit_is_configurable(make_app):
     assert large.status_code == 400
 
 
+@pytest.mark.parametrize("name", ["JSON_MAX_CONTAINERS", "JSON_MAX_ITEMS"])
 @pytest.mark.parametrize("value", [15, "many", 2_000_000])
-def test_a_bad_limit_stops_startup(value, tmp_path):
-    with pytest.raises(ConfigError, match="JSON_MAX_CONTAINERS must be an integer"):
-        create_app({"TESTING": True, "TELEMETRY_EVENTS_LOG": str(tmp_path / "e.jsonl"), "JSON_MAX_CONTAINERS": value})
+def test_a_bad_limit_stops_startup(name, value, tmp_path):
+    with pytest.raises(ConfigError, match=f"{name} must be an integer"):
+        create_app({"TESTING": True, "TELEMETRY_EVENTS_LOG": str(tmp_path / "e.jsonl"), name: value})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param({"l": [1] * 5000}, id="numbers"),
+        pytest.param({"l": ["@"] * 5000}, id="strings"),
+        pytest.param({f"k{n}": 1 for n in range(5000)}, id="keys"),
+        pytest.param({"l": [[1] * 50] * 100}, id="in-lists"),
+    ],
+)
+def test_a_body_with_more_items_than_the_limit_is_refused_unparsed(make_app, read_events, monkeypatch, payload):
+    app = make_app()
+    parsed = []
+    monkeypatch.setattr("app.json_body.orjson.loads", lambda text: parsed.append(text))
+
+    response = app.test_client().post(LOG, data=json.dumps(event(payload)), content_type="application/json")
+
+    assert response.status_code == 400
+    assert "more than 2048 array elements and object members" in json.loads(response.data)["detail"]
+    assert parsed == []
+    assert read_events(app) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "items"),
+    [
+        pytest.param("[" + ",".join(["1"] * 16) + "]", 16, id="elements"),
+        pytest.param("{" + ",".join(f'"k{n}": 1' for n in range(16)) + "}", 16, id="members"),
+        pytest.param("[" + ",".join(["[]"] * 8) + "]", 16, id="empty-arrays-count-one"),
+        pytest.param("[" + ",".join(['",[,]{,}"'] * 16) + "]", 16, id="commas-and-brackets-in-strings"),
+        pytest.param("[" + ",".join(['"\\"\\\\,\\","'] * 16) + "]", 16, id="escaped-quotes-and-backslashes"),
+        pytest.param("[[1,2,3],[4,5,6],[7,8,9],[10]]", 14, id="nested"),
+    ],
+)
+def test_items_are_counted_outside_strings_up_to_the_limit(make_app, text, items):
+    app = make_app({"JSON_MAX_ITEMS": 16})
+    one_more = text[:-1] + (",1" if text[-2] != "[" else "1") + text[-1] if text[0] == "[" else None
+
+    assert app.json.loads(text) == json.loads(text)
+    if items == 16 and one_more:
+        with pytest.raises(ValueError, match="more than 16 array elements and object members"):
+            app.json.loads(one_more)
+
+
+# Strings that hold what the byte-level checks look at: quotes, backslashes, brackets, colons.
+_TRICKY_TEXT = st.text(alphabet='"\\[]{}:, aé\n\u2028😀', max_size=6)
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _TRICKY_TEXT
+)
+# Objects as lists of pairs, so that a key may come twice.
+_JSON_VALUES = st.recursive(
+    _SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4).map(tuple)
+        | st.lists(st.tuples(st.sampled_from(["a", '"', "\\", "]:", "é"]) | _TRICKY_TEXT, children), max_size=4)
+    ),
+    max_leaves=32,
+)
+
+
+def _text(value, spaced, escaped):
+    """``value`` as JSON text (a tuple as an array, a list of pairs as an object).
+
+    Spaced or compact; with ``escaped``, every character of a string as a ``\\u`` escape.
+    """
+    comma, colon = (" , ", " : ") if spaced else (",", ":")
+    if isinstance(value, tuple):
+        return "[" + comma.join(_text(item, spaced, escaped) for item in value) + "]"
+    if isinstance(value, list):
+        pairs = (_text(key, spaced, escaped) + colon + _text(item, spaced, escaped) for key, item in value)
+        return "{" + comma.join(pairs) + "}"
+    if isinstance(value, str) and escaped:
+        return (
+            '"'
+            + "".join(
+                json.dumps(char, ensure_ascii=True)[1:-1] if ord(char) > 0xFFFF else f"\\u{ord(char):04x}"
+                for char in value
+            )
+            + '"'
+        )
+    return json.dumps(value)
+
+
+def _walked(text, max_depth, max_containers, max_items):
+    """What the standard library's parser and a walk of its result make of ``text``: the value, or None if refused."""
+    containers = 0
+
+    def unique(pairs):
+        nonlocal containers
+        containers += 1
+        if len(dict(pairs)) != len(pairs):
+            raise ValueError("repeated key")
+        return dict(pairs)
+
+    def walk(value):
+        """Its depth, its arrays, and its items (an empty array or object counted as one)."""
+        if isinstance(value, (list, dict)):
+            inner = [walk(item) for item in (value if isinstance(value, list) else value.values())]
+            depth = 1 + max((depth for depth, _, _ in inner), default=0)
+            lists = isinstance(value, list) + sum(lists for _, lists, _ in inner)
+            return depth, lists, max(1, len(value)) + sum(items for _, _, items in inner)
+        return 0, 0, 0
+
+    try:
+        value = json.loads(text, object_pairs_hook=unique)
+    except ValueError:
+        return None
+    depth, lists, items = walk(value)
+    if depth > max_depth or containers + lists > max_containers or items > max_items:
+        return None
+    return (value,)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    value=_JSON_VALUES,
+    spaced=st.booleans(),
+    escaped=st.booleans(),
+    max_depth=st.integers(2, 5),
+    max_items=st.integers(16, 28),
+)
+def test_the_byte_level_checks_agree_with_a_walk_of_the_parsed_value(value, spaced, escaped, max_depth, max_items):
+    # Depth, the numbers of arrays, objects and items, and repeated keys are judged on the body's bytes (SPEC S13):
+    # on any JSON text they refuse exactly what the standard library's parser and a walk of its result refuse.
+    max_containers = 16
+    limits = {"JSON_MAX_DEPTH": max_depth, "JSON_MAX_CONTAINERS": max_containers, "JSON_MAX_ITEMS": max_items}
+    app = create_app({"TESTING": True, **limits})
+    text = _text(value, spaced, escaped)
+    expected = _walked(text, max_depth, max_containers, max_items)
+    try:
+        parsed = (app.json.loads(text.encode()),)
+    except ValueError:
+        parsed = None
+    assert parsed == expected, text

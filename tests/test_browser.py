@@ -299,6 +299,37 @@ def test_tracker_splits_a_long_queue_into_batches_the_api_takes(page, api, site)
     assert all(len(batch) <= 100 and len(body.encode()) <= 60_000 for batch, body in zip(batches, bodies, strict=True))
 
 
+def _items(value):
+    """Array elements and object members, as JSON_MAX_ITEMS counts them (an empty one counts one)."""
+    if isinstance(value, (list, dict)):
+        return max(1, len(value)) + sum(_items(item) for item in (value if isinstance(value, list) else value.values()))
+    return 0
+
+
+def test_tracker_splits_a_queue_of_many_values_into_batches_the_api_takes(page, api, site):
+    bodies = []
+
+    def forward(route):
+        bodies.append(route.request.post_data)
+        route.continue_()
+
+    page.route(f"{api.url}/api/telemetry/batch", forward)
+    open_tracker(page, tracker_page(site, api))
+    marker = new_marker()
+
+    # Small in bytes, but 12 events of 400 values are more than one body may hold (JSON_MAX_ITEMS, 2048).
+    event_ids = page.evaluate(
+        """(marker) => Array.from({length: 12}, (_, n) => TextbookTelemetry.track(
+             "error_event", {error_type: "Demo", scores: Array(400).fill(n), marker}))""",
+        marker,
+    )
+
+    lines = wait_for_lines(api, marked(marker), count=12, pause=routes_answered(page))
+    assert sorted(line["event_id"] for line in lines) == sorted(event_ids)
+    assert len(bodies) >= 3
+    assert all(_items(json.loads(body)) <= 2048 for body in bodies)
+
+
 def test_allow_list_lets_the_listed_origin_in_and_keeps_others_out(context, strict_api, site, other_site):
     log_url = f"{strict_api.url}/api/telemetry/log"
     allowed, refused = context.new_page(), context.new_page()

@@ -9,6 +9,10 @@ DEFAULTS: dict[str, Any] = {
     "JSON_MAX_DEPTH": 32,
     # Arrays and objects one body may hold: a batch of 100 events holds a few hundred.
     "JSON_MAX_CONTAINERS": 2048,
+    # Array elements and object members one body may hold, all its arrays and objects
+    # together: a batch of 100 of the tracker's events holds 700 to 900 (the tracker
+    # splits its batches to fit).
+    "JSON_MAX_ITEMS": 2048,
     "CORS_ORIGINS": "*",
     # Proxies in front whose X-Forwarded-For is believed (0: the TCP peer is the client).
     "TRUSTED_PROXY_HOPS": 0,
@@ -76,6 +80,7 @@ def validate_app_config(config: MutableMapping[str, Any]) -> None:
     _integer(config, "MAX_CONTENT_LENGTH", 1, 100 * 1024 * 1024)
     _integer(config, "JSON_MAX_DEPTH", 2, 512)
     _integer(config, "JSON_MAX_CONTAINERS", 16, 1_000_000)
+    _integer(config, "JSON_MAX_ITEMS", 16, 1_000_000)
     _integer(config, "TRUSTED_PROXY_HOPS", 0, 10)
     config["CORS_ORIGINS"] = _origins(config, "CORS_ORIGINS")
 

@@ -43,7 +43,8 @@ _BODY_MEDIA_TYPES = ("application/json",)
 _DESCRIPTIONS = {
     400: (
         "The body is malformed: its HTTP framing (a bad chunk, trailer or terminator, a body cut short), "
-        "its JSON, or more arrays and objects than JSON_MAX_CONTAINERS. Nothing was written."
+        "its JSON, more arrays and objects than JSON_MAX_CONTAINERS, or more array elements and object members "
+        "than JSON_MAX_ITEMS. Nothing was written."
     ),
     403: "The request's Origin is not one of CORS_ORIGINS (when that is a list).",
 }

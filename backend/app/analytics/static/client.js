@@ -34,6 +34,7 @@
   // Under the API's 64 KiB body limit and the browser's 64 KiB budget for
   // requests that outlive the page (beacons, keepalive fetches).
   const MAX_BATCH_BYTES = 60000;
+  const MAX_BATCH_ITEMS = 2048; // the API's default JSON_MAX_ITEMS: array elements and object members in a body
   const MAX_QUEUE_EVENTS = 500; // in memory, when there is no storage to spill to
   const MAX_STORED_EVENTS = 500; // in localStorage, for the whole origin
   const MAX_STORED_CHARS = 1000000; // about 1 MB of the origin's ~5 MB quota
@@ -111,11 +112,12 @@
     const eventId = newEventId();
     const json = wellFormed(JSON.stringify({ event_type: eventType, payload, event_id: eventId }));
     const bytes = encoder.encode(json).length;
-    if (bytes > MAX_BATCH_BYTES) {
-      warnOnce("large", `an event of ${bytes} bytes is too large to send`);
+    const items = itemsOf(json);
+    if (bytes > MAX_BATCH_BYTES || items + 2 > MAX_BATCH_ITEMS) {
+      warnOnce("large", `an event of ${bytes} bytes and ${items} values is too large to send`);
       return null;
     }
-    const item = { json, bytes, seq: nextSeq() };
+    const item = { json, bytes, items, seq: nextSeq() };
     // While the API is failing, an event goes straight to storage, where a
     // closed tab or a crash cannot take it.
     const left = failing ? persist([item]) : [item];
@@ -191,7 +193,10 @@
         break;
       }
       if (leasing) writeItem(LEASE_KEY, `${pageId} ${Date.now() + LEASE_MS}`); // still ours
-      for (const item of stored.slice(0, MAX_BATCH_EVENTS)) item.bytes = encoder.encode(item.json).length;
+      for (const item of stored.slice(0, MAX_BATCH_EVENTS)) {
+        item.bytes = encoder.encode(item.json).length;
+        item.items = itemsOf(item.json);
+      }
       const batch = takeBatch(stored);
       const retry = new Set(await post(batch));
       for (const item of batch) {
@@ -225,12 +230,26 @@
   function takeBatch(items) {
     let count = 0;
     let bytes = 20; // the envelope
+    let values = 1; // the envelope's "events"
     while (count < items.length && count < MAX_BATCH_EVENTS) {
       bytes += items[count].bytes + 1; // and a comma
-      if (bytes > MAX_BATCH_BYTES && count > 0) break;
+      values += items[count].items + 1; // and its place in the list
+      if ((bytes > MAX_BATCH_BYTES || values > MAX_BATCH_ITEMS) && count > 0) break;
       count += 1;
     }
     return items.slice(0, count);
+  }
+
+  // The array elements and object members of an event's JSON, as the API counts
+  // them (an empty array or object counts one), or more: its commas and opening
+  // brackets, those inside strings too.
+  function itemsOf(json) {
+    let count = 0;
+    for (let at = 0; at < json.length; at += 1) {
+      const code = json.charCodeAt(at);
+      if (code === 44 || code === 91 || code === 123) count += 1; // , [ {
+    }
+    return count;
   }
 
   function batchBody(batch) {
