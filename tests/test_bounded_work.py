@@ -4,8 +4,9 @@ import json
 
 import pytest
 from app import create_app
+from app.analytics.event_logger import EventTooLarge
 from app.config import ConfigError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 LOG = "/api/telemetry/log"
@@ -207,3 +208,65 @@ def test_the_byte_level_checks_agree_with_a_walk_of_the_parsed_value(value, spac
     except ValueError:
         parsed = None
     assert parsed == expected, text
+
+
+# Payloads near a small line limit, in every shape the line's floor must allow for: secret-named keys
+# (a lookalike letter too) whose redaction shortens the line, a user_id of any shape that a pseudonym
+# replaces, floats orjson writes longer than the line does, text the line escapes.
+_LINE_KEYS = st.sampled_from(["password", "API-Key", "ſecret", "user_id", "x", "é", "a" * 30])
+_LINE_TEXT = st.text(alphabet='ab é😀\x7f\n"\\', max_size=90)
+_LINE_SCALARS = (
+    st.none()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(min_value=1e-05, max_value=1e-04)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _LINE_TEXT
+)
+_LINE_VALUES = st.recursive(
+    _LINE_SCALARS,
+    lambda children: st.lists(children, max_size=12) | st.dictionaries(_LINE_KEYS, children, max_size=5),
+    max_leaves=24,
+)
+_USER_ID_KEY = "k" * 32
+
+
+def _line_apps():
+    limits = {"TESTING": True, "TELEMETRY_MAX_EVENT_BYTES": 256}
+    return {
+        (scrub, keyed): create_app(
+            {**limits, "TELEMETRY_SCRUB_VALUES": scrub, "TELEMETRY_USER_ID_KEY": _USER_ID_KEY if keyed else None}
+        )
+        for scrub in (True, False)
+        for keyed in (True, False)
+    }
+
+
+_APPS = {}
+
+
+@settings(max_examples=500, deadline=None)
+@given(payload=st.dictionaries(_LINE_KEYS, _LINE_VALUES, max_size=5), keyed=st.booleans())
+# Shapes too large for the strategy: floats the line writes two characters shorter than orjson does,
+# whose line fits; a user_id of 150 values that a pseudonym replaces, beside a secret-named key.
+@example(payload={"x": [1e-05] * 19}, keyed=False)
+@example(payload={"user_id": [1] * 150, "password": 1}, keyed=True)
+@example(payload={"user_id": [1] * 150, "password": 1}, keyed=False)
+def test_an_http_event_is_refused_unread_only_when_its_line_would_be_too_large(payload, keyed):
+    # The line's floor refuses a payload before it is loaded or walked (SPEC S13): never one that
+    # the line itself, before or after scrubbing, would let through.
+    if not _APPS:
+        _APPS.update(_line_apps())
+    app, unscrubbed = _APPS[True, keyed], _APPS[False, keyed]
+    with unscrubbed.app_context():
+        logger = unscrubbed.extensions["event_logger"]
+        _, before_scrubbing = logger._build(logger._state(), "error_event", payload)
+    with app.app_context():
+        logger = app.extensions["event_logger"]
+        _, after_scrubbing = logger._build(logger._state(), "error_event", payload)
+        too_large = max(len(before_scrubbing), len(after_scrubbing)) + 1 > 256
+        try:
+            logger._checked(logger._state(), "error_event", payload, None)
+            refused = False
+        except EventTooLarge:
+            refused = True
+    assert refused == too_large, (payload, len(before_scrubbing), len(after_scrubbing))

@@ -100,8 +100,8 @@ def _load_plan(schema: Schema) -> _Plan | None:
             extra = set(data) - known
             if extra and unknown == RAISE:
                 return _UNSURE
-            for key in extra:
-                result[key] = data[key]
+            # Copied in C: a loop over a payload of a few thousand keys costs a third of a millisecond.
+            result.update(zip(extra, map(data.__getitem__, extra), strict=True))
         return result
 
     return load
@@ -176,7 +176,8 @@ def _is_str_keyed_dict(value: Any) -> Any:
     # The types of the keys, gathered in C: a generator over them costs several times more.
     if type(value) is not dict or value and set(map(type, value)) != _STR_ONLY:
         return _UNSURE
-    return dict(value)
+    # A copy, as marshmallow returns; dict.copy clones the table rather than inserting key by key.
+    return value.copy()
 
 
 _STR_ONLY = {str}

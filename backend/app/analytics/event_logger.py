@@ -18,7 +18,7 @@ from ..config import DEFAULTS, validate_telemetry_config
 from ..context import this_app
 from ..per_process import reset_after_fork
 from .analytics_models import EVENT_TYPES, AnalyticsEvent
-from .payload_rules import fit_line, pseudonymise, redact, redact_may_change
+from .payload_rules import fit_line, line_floor, pseudonymise, redact, redact_may_change
 from .schemas import PAYLOAD_SCHEMAS
 from .scrubbing import may_hold_secrets, payload_classes, scrub
 from .sink import EventSink, events_logger, open_stream, publish
@@ -264,9 +264,11 @@ class EventLogger:
 
         The steps, in order, are those of ``payload_rules``; the size cap
         (``fit_line``, or the HTTP routes' 413) comes after, on the line. With
-        ``refuse_over`` (the HTTP routes), a line already that long before
-        scrubbing is refused (EventTooLarge) without being scrubbed: a client
-        must not make the server scrub what it refuses in the end (SPEC S13).
+        ``refuse_over`` (the HTTP routes), a payload whose ``line_floor`` is
+        already that long is refused (EventTooLarge) before it is walked or
+        encoded, and a line that long before scrubbing without being
+        scrubbed: a client must not make the server work on what it refuses
+        in the end (SPEC S13).
         """
         schema = PAYLOAD_SCHEMAS.get(event_type) if isinstance(event_type, str) else None
         if schema is None:
@@ -281,6 +283,12 @@ class EventLogger:
             if not isinstance(payload, Mapping):
                 raise InvalidPayload("payload must be an object", {"payload": ["Not a valid mapping type."]})
             payload = dict(payload)
+        if refuse_over is not None:
+            # Loading keeps every value as it is: a payload too large now is too large loaded. Decided
+            # already, it is not loaded, walked, encoded or scrubbed (SPEC S13).
+            floor = line_floor(event_type, payload, refuse_over, state.max_depth)
+            if floor:
+                raise EventTooLarge(f"the event's line would be at least {floor + 1} bytes; the limit is {refuse_over}")
         try:
             loaded: dict[str, Any] = schema.load(payload)
         except ValidationError as exc:
