@@ -330,19 +330,26 @@ def _basic(match: re.Match[str]) -> str:
 
 
 def _card(match: re.Match[str]) -> str:
+    # is_card_number written out: a body dense in card numbers calls this for each one.
     text = match[0]
-    return CARD if is_card_number(text if text.isdigit() else text.replace(" ", "").replace("-", "")) else text
+    digits = text if text.isdigit() else text.replace(" ", "").replace("-", "")
+    for size, issued in _CARD_PREFIXES.get(len(digits), ()):
+        if digits[:size] in issued:
+            encoded = digits.encode()
+            total = sum(encoded[-1::-2]) + sum(encoded[-2::-2].translate(_LUHN_DOUBLED))
+            return CARD if (total - 48 * len(encoded)) % 10 == 0 else text
+    return text
 
 
 def is_card_number(digits: str) -> bool:
     """True when ``digits`` lie in a card network's issuer range, have one of its lengths and pass the Luhn check."""
-    prefixes = _CARD_PREFIXES.get(len(digits), ())
-    for size, issued in prefixes:
+    for size, issued in _CARD_PREFIXES.get(len(digits), ()):
         if digits[:size] in issued:
             # Luhn: from the right, every second digit doubled (its digits summed); bytes add up in C.
-            total = sum(digits[-1::-2].encode()) + sum(digits[-2::-2].translate(_LUHN_DOUBLED).encode())
-            return (total - 48 * len(digits)) % 10 == 0
+            encoded = digits.encode()
+            total = sum(encoded[-1::-2]) + sum(encoded[-2::-2].translate(_LUHN_DOUBLED))
+            return (total - 48 * len(encoded)) % 10 == 0
     return False
 
 
-_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
