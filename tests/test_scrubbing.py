@@ -6,7 +6,10 @@ import random
 import uuid
 
 import pytest
+from app.analytics import scrubbing
 from app.analytics.scrubbing import is_card_number, line_may_hold_secrets, scrub, scrub_text
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
 
@@ -357,3 +360,42 @@ def test_the_line_check_passes_ordinary_lines_and_ignores_the_server_fields():
 def test_hostile_text_is_scrubbed_in_bounded_time(hostile):
     # Linear patterns: a 60 KB body (the most a request holds) costs milliseconds, not minutes.
     assert isinstance(scrub_text(hostile), str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.lists(
+        st.sampled_from(["a", "b1", ".", "-", "_", "+", "@", "%40", " ", "\x00", "cd.ef", "x@y.zz", "é", "Ünï"]),
+        max_size=16,
+    ).map("".join)
+)
+def test_short_and_ascii_texts_lose_their_addresses_as_long_unicode_ones_do(text):
+    # Short texts with one "@" take the one pattern, and ASCII texts the patterns compiled for ASCII,
+    # to cost less: the same addresses go as through the marks, the reversals and the Unicode patterns.
+    unicode_email, unicode_domain, unicode_encoded_domain, unicode_local_part = scrubbing._EMAIL_PATTERNS
+    marked, found = unicode_domain.subn(scrubbing._MARK, text)
+    marked, encoded = unicode_encoded_domain.subn(scrubbing._MARK, marked)
+    expected = (
+        unicode_email.sub(scrubbing.EMAIL, text)
+        if scrubbing._MARK in text
+        else unicode_local_part.sub(scrubbing._REVERSED_EMAIL, marked[::-1])[::-1]
+        if found + encoded
+        else text
+    )
+
+    assert scrubbing._emails_scrubbed(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("sent", "written"),
+    [
+        ("Basic QTpCQTpC", "Basic [REDACTED]"),
+        ("xoxb-1234567890", "[REDACTED]"),
+        ("Bearer abcdefg1", "Bearer [REDACTED]"),
+        ("4222222222222", "[CARD]"),
+        ("a@b.cd", "[EMAIL]"),
+    ],
+)
+def test_the_shortest_secret_of_each_kind_is_scrubbed(sent, written):
+    # Shorter texts skip the passes for longer kinds: each kind's shortest form still goes.
+    assert scrub_text(sent) == written

@@ -315,15 +315,18 @@ class EventLogger:
             line is None
             or redact_may_change(loaded, line, classes, state.max_depth)
             or key is not None
-            and isinstance(loaded.get("user_id"), (dict, list, tuple))
+            and isinstance(loaded.get("user_id"), _SHAPED)
         ):
             try:
                 redacted: dict[str, Any] = redact(loaded, state.max_depth)
             except ValueError as exc:
                 raise InvalidPayload(str(exc), {"payload": [str(exc)]}) from None
-            event = replace(event, payload=redacted if key is None else pseudonymise(redacted, key))
-            line = _line_of(event)
-            classes = payload_classes(line)
+            # The look may say "may" of a payload redaction leaves as it is (deep, say):
+            # its line stands. Comparing, in C, costs less than encoding again.
+            if line is None or redacted != loaded or key is not None and isinstance(loaded.get("user_id"), _SHAPED):
+                event = replace(event, payload=redacted if key is None else pseudonymise(redacted, key))
+                line = _line_of(event)
+                classes = payload_classes(line)
         if refuse_over is not None and len(line) >= refuse_over:
             raise _too_large(line, refuse_over)
         if state.scrub_values and may_hold_secrets(classes):
@@ -408,6 +411,10 @@ class EventLogger:
                 return
             state.last_warning, count, state.unwarned_drops = now, state.unwarned_drops, 0
         current_app.logger.warning("telemetry: dropped %d event(s), the latest a %s: %s", count, event_type, reason)
+
+
+# A user_id of these types is keyed once redacted, not before.
+_SHAPED = (dict, list, tuple)
 
 
 def _too_large(line: str, max_bytes: int) -> EventTooLarge:

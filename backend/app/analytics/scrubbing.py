@@ -64,6 +64,9 @@ _CLASSES = bytes(
 _CARD_RUN = "0" * 13
 # No secret scrub_text finds is shorter ("a@b.cd", "key=1", "sig=1" are the shortest).
 _SHORTEST_SECRET = 5
+# "Basic " and 8 characters; a Bearer token, or a key by its prefix ("xoxb-" and 10), is longer.
+_SHORTEST_CREDENTIAL = 14
+_SHORTEST_CARD = 13
 _PAYLOAD_KEY = '"payload":'
 
 # scheme://userinfo@ : everything up to the last "@" of the authority.
@@ -135,10 +138,14 @@ _EMAIL_DOMAIN = re.compile(rf"@(?<={_LOCAL}@){_DOMAIN}")
 # Apart: a pattern that opens with one of two literals costs three times more a try.
 _ENCODED_EMAIL_DOMAIN = re.compile(rf"%40(?<={_LOCAL}%40){_DOMAIN}")
 _MARK = "\x00"
+# Up to this length _EMAIL, tried at each character, costs less than the two passes (measured).
+_SHORT_TEXT = 24
 _REVERSED_LOCAL_PART = re.compile(rf"{_MARK}{_LOCAL}*+")
 _REVERSED_EMAIL = EMAIL[::-1]
 # The same in one pattern, for a text that holds the mark already.
 _EMAIL = re.compile(rf"{_LOCAL}(?<!{_LOCAL}.){_LOCAL}*(?:@|%40){_DOMAIN}")
+_EMAIL_PATTERNS = (_EMAIL, _EMAIL_DOMAIN, _ENCODED_EMAIL_DOMAIN, _REVERSED_LOCAL_PART)
+_ASCII_EMAIL_PATTERNS = tuple(re.compile(pattern.pattern, re.ASCII) for pattern in _EMAIL_PATTERNS)
 # 13 to 19 digits, in one run or in groups separated by one space or dash, not
 # part of a longer id, word or decimal number, nor after "+" (a phone number as E.164 writes
 # it); the networks' ranges and the Luhn check decide.
@@ -258,43 +265,52 @@ def scrub_text(text: str) -> str:
         text = _ASSIGNMENT.sub("=" + REDACTED, text)
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
-    lowered = text.lower()
-    if "bearer" in lowered:
-        text = _BEARER.sub(_bearer, text)
-    if "basic" in lowered:
-        text = _BASIC.sub(_basic, text)
-    if (
-        "AKIA" in text
-        or "ASIA" in text
-        or "AIza" in text
-        or "gh" in text
-        and (
-            "ghp_" in text
-            or "gho_" in text
-            or "ghu_" in text
-            or "ghs_" in text
-            or "ghr_" in text
-            or "github_pat_" in text
-        )
-        or "k_live_" in text
-        or "xox" in text
-    ):
-        text = _PREFIXED_KEY.sub(REDACTED, text)
+    # Shorter texts hold no credentials or keys: a payload may hold hundreds of short strings.
+    if len(text) >= _SHORTEST_CREDENTIAL:
+        lowered = text.lower()
+        if "bearer" in lowered:
+            text = _BEARER.sub(_bearer, text)
+        if "basic" in lowered:
+            text = _BASIC.sub(_basic, text)
+        if (
+            "AKIA" in text
+            or "ASIA" in text
+            or "AIza" in text
+            or "gh" in text
+            and (
+                "ghp_" in text
+                or "gho_" in text
+                or "ghu_" in text
+                or "ghs_" in text
+                or "ghr_" in text
+                or "github_pat_" in text
+            )
+            or "k_live_" in text
+            or "xox" in text
+        ):
+            text = _PREFIXED_KEY.sub(REDACTED, text)
     if "@" in text or "%40" in text:
         text = _emails_scrubbed(text)
-    return _CARD.sub(_card, text)
+    return _CARD.sub(_card, text) if len(text) >= _SHORTEST_CARD else text
 
 
 def _emails_scrubbed(text: str) -> str:
-    if _MARK in text:
-        return _EMAIL.sub(EMAIL, text)
-    marked, found = _EMAIL_DOMAIN.subn(_MARK, text) if "@" in text else (text, 0)
+    # On ASCII text the patterns compiled for ASCII match the same and cost a fifth less.
+    email, email_domain, encoded_email_domain, reversed_local_part = (
+        _ASCII_EMAIL_PATTERNS if text.isascii() else _EMAIL_PATTERNS
+    )
+    # A short text with one "@" costs the one pattern less than the marks and the reversals
+    # (0.39 µs against 0.83 for "a@b.cd"): a payload may hold hundreds of short strings. With
+    # one address at most, both find the same; two side by side, the one pattern may not.
+    if _MARK in text or len(text) <= _SHORT_TEXT and text.count("@") + text.count("%40") == 1:
+        return email.sub(EMAIL, text)
+    marked, found = email_domain.subn(_MARK, text) if "@" in text else (text, 0)
     if "%40" in marked:
-        marked, encoded = _ENCODED_EMAIL_DOMAIN.subn(_MARK, marked)
+        marked, encoded = encoded_email_domain.subn(_MARK, marked)
         found += encoded
     if not found:
         return text
-    return _REVERSED_LOCAL_PART.sub(_REVERSED_EMAIL, marked[::-1])[::-1]
+    return reversed_local_part.sub(_REVERSED_EMAIL, marked[::-1])[::-1]
 
 
 def scrubbed_cut(text: str, chars: int) -> str:
