@@ -39,6 +39,8 @@ LINE_TEXT = 3_700
 BATCH_EVENTS = 100
 BATCH_TEXT = 560
 BODY_LIMIT = 64 * 1024
+# JSON_MAX_ITEMS: array elements and object members one body may hold (setups.PRODUCTION keeps the default).
+ITEM_LIMIT = 2048
 
 
 def _fill(unit, chars):
@@ -112,6 +114,17 @@ def _scrubber_cases():
                 f"/batch, 100 events: {label}", BATCH, _batch(_fill(unit, BATCH_TEXT)), _batch(_fill(PROSE, BATCH_TEXT))
             )
         )
+    # Many short strings near the line limit: each is scrubbed on its own.
+    for label, payload in {
+        "400 short e-mail strings": {"x": ["a@b.cc"] * 400},
+        "short e-mail strings in 40 arrays": {"x": [["a@b.cc"] * 10] * 40},
+        "230 e-mail strings of 14 characters": {"x": ["aaaaaaa@bbb.cc"] * 230},
+        "200 card number strings": {"x": ["4111111111111111"] * 200},
+    }.items():
+        body = json.dumps(_one(payload), separators=(",", ":")).encode()
+        cases.append(
+            Case(f"/log, one event near the line limit: {label}", LOG, body, _log(_fill(PROSE, len(body) - 70)))
+        )
     big = BODY_LIMIT - 200
     cases.append(
         Case(
@@ -120,7 +133,7 @@ def _scrubber_cases():
     )
     cases.append(
         Case(
-            '/log, 64 KiB list of "@" strings (413)',
+            '/log, 64 KiB list of "@" strings (400: over the item limit)',
             LOG,
             json.dumps({"event_type": "error_event", "payload": {"x": ["@"] * (big // 5)}}).encode(),
             _log(_fill(PROSE, big)),
@@ -168,6 +181,76 @@ def _nested(depth, leaf):
     return value
 
 
+def _items(value):
+    """Array elements and object members in ``value``, as JSON_MAX_ITEMS counts them (an empty one counts one)."""
+    if isinstance(value, (list, dict)):
+        inner = value if isinstance(value, list) else value.values()
+        return max(1, len(value)) + sum(_items(item) for item in inner)
+    return 0
+
+
+def _largest(make, envelope):
+    """The compact body ``envelope(make(n))`` for the largest n that fits in the body and item limits."""
+    low, high = 1, ITEM_LIMIT
+    while low < high:
+        middle = (low + high + 1) // 2
+        value = envelope(make(middle))
+        if _items(value) <= ITEM_LIMIT and len(json.dumps(value, separators=(",", ":"))) <= BODY_LIMIT - 64:
+            low = middle
+        else:
+            high = middle - 1
+    return json.dumps(envelope(make(low)), separators=(",", ":")).encode()
+
+
+def _one(payload):
+    return {"event_type": "error_event", "payload": payload}
+
+
+def _hundred(payload):
+    return {"events": [_one(payload)] * BATCH_EVENTS}
+
+
+def _item_cases():
+    # As many values as JSON_MAX_ITEMS lets through, each as cheap to send and dear to handle as
+    # can be: numbers, floats the line writes shorter than orjson, strings, arrays, objects, keys,
+    # and secret-named keys, whose redaction could shrink a line (so its size is not known unread).
+    log = {
+        "numbers": lambda n: {"x": [1] * n},
+        "floats (1e-05)": lambda n: {"x": [1e-05] * n},
+        '"@" strings': lambda n: {"x": ["@"] * n},
+        "arrays of 60 strings": lambda n: {"x": [["@"] * 60] * (n // 61)},
+        "objects of 10 keys": lambda n: {"x": [{f"k{key}": 1 for key in range(10)}] * (n // 11)},
+        "keys": lambda n: {f"{key:x}": 1 for key in range(n)},
+        "keys and a password key": lambda n: {"password": 1, **{f"{key:x}": 1 for key in range(n)}},
+        "keys of strings and a password key": lambda n: {"password": 1, **{f"{key:x}": "a" * 8 for key in range(n)}},
+        "numbers and a nested password key": lambda n: {"x": [{"password": 1}] + [1] * n},
+        "strings and a nested password key": lambda n: {"x": ["a" * 10] * n + [{"password": 1}]},
+        "arrays of numbers and a nested password key": lambda n: {"x": [[1] * 50] * (n // 51) + [{"token": 1}]},
+    }
+    cases = []
+    for label, make in log.items():
+        body = _largest(make, _one)
+        cases.append(Case(f"/log, {label} up to the item limit (413)", LOG, body, _log(_fill(PROSE, len(body) - 70))))
+    # 100 events, each within the line limit, as many values as the item limit leaves each.
+    per_event = (ITEM_LIMIT - 1 - BATCH_EVENTS) // BATCH_EVENTS - 3
+    batch = {
+        "numbers": {"x": [1] * per_event},
+        "keys and a password key": {"password": 1, **{f"k{key}": 1 for key in range(per_event - 1)}},
+        "objects and a nested token key": {"x": [{"token": 1, "a": 1}] * (per_event // 3)},
+    }
+    for label, payload in batch.items():
+        body = json.dumps(_hundred(payload), separators=(",", ":")).encode()
+        text = (len(body) - len(_batch(""))) // BATCH_EVENTS
+        cases.append(
+            Case(f"/batch, 100 events of {label} up to the item limit", BATCH, body, _batch(_fill(PROSE, text)))
+        )
+    over = json.dumps(_one({"x": [1] * 30_000}), separators=(",", ":")).encode()
+    cases.append(
+        Case("/log, 64 KiB of numbers, over the item limit (400)", LOG, over, _log(_fill(PROSE, len(over) - 70)))
+    )
+    return cases
+
+
 def _user_agent_cases():
     body = json.dumps(setups.EVENT_BODY).encode()
     return [
@@ -177,7 +260,7 @@ def _user_agent_cases():
 
 def cases():
     """Every crafted request and its twin."""
-    return _scrubber_cases() + _parser_cases() + _user_agent_cases()
+    return _scrubber_cases() + _parser_cases() + _item_cases() + _user_agent_cases()
 
 
 def _app(events_log):
