@@ -45,28 +45,9 @@ class StrictJSONProvider(DefaultJSONProvider):
         else:
             data = bytes(s)
         config = self._app.config
-        max_depth, max_containers, max_items = (
-            config["JSON_MAX_DEPTH"],
-            config["JSON_MAX_CONTAINERS"],
-            config["JSON_MAX_ITEMS"],
-        )
-        # Before parsing: each value costs the parser and the checks after it far
-        # more than its bytes, so a body dense in them is refused unread. Brackets
-        # and commas counted in strings too bound the numbers from above; only
-        # above a limit are the exact numbers (outside strings) worked out.
+        max_depth, max_containers = config["JSON_MAX_DEPTH"], config["JSON_MAX_CONTAINERS"]
         brackets = data.count(b"[") + data.count(b"{")
-        outside: bytes | None = None
-        if brackets > max_containers:
-            outside = _outside_strings(data, _BRACKETS, 2 * max_containers)
-            if outside is None or len(outside) > 2 * max_containers:
-                raise ValueError(f"JSON holds more than {max_containers} arrays and objects")
-        # Each array or object holds its commas and one more item (an empty one counts as one).
-        if data.count(b",") + brackets > max_items:
-            if outside is None:
-                outside = _outside_strings(data, _BRACKETS, 2 * max_containers)
-            commas = _outside_strings(data, b",", max_items)
-            if outside is None or commas is None or len(commas) + len(outside) // 2 > max_items:
-                raise ValueError(f"JSON holds more than {max_items} array elements and object members")
+        outside = _refuse_dense(data, brackets, max_containers, config["JSON_MAX_ITEMS"])
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -79,6 +60,29 @@ class StrictJSONProvider(DefaultJSONProvider):
         if b":" in data and _repeats_a_key(data, value):
             raise ValueError("an object repeats a key")
         return value
+
+
+def _refuse_dense(data: bytes, brackets: int, max_containers: int, max_items: int) -> bytes | None:
+    """Refuse, unread, a body with too many arrays and objects or items; the brackets outside its strings, if counted.
+
+    Each value costs the parser and the checks after it far more than its
+    bytes. Brackets and commas counted in strings too (``brackets``, and
+    the commas) bound the numbers from above; only above a limit are the
+    exact numbers, outside strings, worked out.
+    """
+    outside: bytes | None = None
+    if brackets > max_containers:
+        outside = _outside_strings(data, _BRACKETS, 2 * max_containers)
+        if outside is None or len(outside) > 2 * max_containers:
+            raise ValueError(f"JSON holds more than {max_containers} arrays and objects")
+    # Each array or object holds its commas and one more item (an empty one counts as one).
+    if data.count(b",") + brackets > max_items:
+        if outside is None:
+            outside = _outside_strings(data, _BRACKETS, 2 * max_containers)
+        commas = _outside_strings(data, b",", max_items)
+        if outside is None or commas is None or len(commas) + len(outside) // 2 > max_items:
+            raise ValueError(f"JSON holds more than {max_items} array elements and object members")
+    return outside
 
 
 def json_body(plain_text: bool = False, objects_only: bool = True) -> Any:
