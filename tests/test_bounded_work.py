@@ -18,14 +18,18 @@ def event(payload):
 
 
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "refusal"),
     [
-        pytest.param({"l": [[]] * 3000}, id="wide-empty-lists"),
-        pytest.param({"l": [{}] * 3000}, id="wide-empty-objects"),
-        pytest.param({"l": [[[[[]]]]] * 600}, id="nested-and-wide"),
+        pytest.param({"l": [[]] * 3000}, "more than 2048 arrays and objects", id="wide-empty-lists"),
+        pytest.param({"l": [{}] * 3000}, "more than 2048 arrays and objects", id="wide-empty-objects"),
+        pytest.param({"l": [[[[[]]]]] * 600}, "more than 2048 arrays and objects", id="nested-and-wide"),
+        pytest.param({"l": [1] * 5000}, "more than 2048 array elements and object members", id="numbers"),
+        pytest.param({"l": ["@"] * 5000}, "more than 2048 array elements and object members", id="strings"),
+        pytest.param({f"k{n}": 1 for n in range(5000)}, "more than 2048 array elements and object members", id="keys"),
+        pytest.param({"l": [[1] * 50] * 100}, "more than 2048 array elements and object members", id="in-lists"),
     ],
 )
-def test_a_body_with_more_containers_than_the_limit_is_refused_unparsed(make_app, read_events, monkeypatch, payload):
+def test_a_body_over_a_limit_is_refused_unparsed(make_app, read_events, monkeypatch, payload, refusal):
     app = make_app({"MAX_CONTENT_LENGTH": 1024 * 1024})
     parsed = []
     monkeypatch.setattr("app.json_body.orjson.loads", lambda text: parsed.append(text))
@@ -33,7 +37,7 @@ def test_a_body_with_more_containers_than_the_limit_is_refused_unparsed(make_app
     response = app.test_client().post(LOG, data=json.dumps(event(payload)), content_type="application/json")
 
     assert response.status_code == 400
-    assert "more than 2048 arrays and objects" in json.loads(response.data)["detail"]
+    assert refusal in json.loads(response.data)["detail"]
     assert parsed == []
     assert read_events(app) == []
 
@@ -69,28 +73,6 @@ def test_the_limit_is_configurable(make_app):
 def test_a_bad_limit_stops_startup(name, value, tmp_path):
     with pytest.raises(ConfigError, match=f"{name} must be an integer"):
         create_app({"TESTING": True, "TELEMETRY_EVENTS_LOG": str(tmp_path / "e.jsonl"), name: value})
-
-
-@pytest.mark.parametrize(
-    "payload",
-    [
-        pytest.param({"l": [1] * 5000}, id="numbers"),
-        pytest.param({"l": ["@"] * 5000}, id="strings"),
-        pytest.param({f"k{n}": 1 for n in range(5000)}, id="keys"),
-        pytest.param({"l": [[1] * 50] * 100}, id="in-lists"),
-    ],
-)
-def test_a_body_with_more_items_than_the_limit_is_refused_unparsed(make_app, read_events, monkeypatch, payload):
-    app = make_app()
-    parsed = []
-    monkeypatch.setattr("app.json_body.orjson.loads", lambda text: parsed.append(text))
-
-    response = app.test_client().post(LOG, data=json.dumps(event(payload)), content_type="application/json")
-
-    assert response.status_code == 400
-    assert "more than 2048 array elements and object members" in json.loads(response.data)["detail"]
-    assert parsed == []
-    assert read_events(app) == []
 
 
 @pytest.mark.parametrize(

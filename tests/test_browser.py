@@ -275,7 +275,8 @@ def test_tracker_retries_a_5xx_or_429_after_retry_after_and_drops_a_4xx(page, ap
     assert not [line for line in api.event_lines(while_running=True) if marked(dropped)(line)]
 
 
-def test_tracker_splits_a_long_queue_into_batches_the_api_takes(page, api, site):
+def _batch_bodies(page, api):
+    """The bodies the page posts to /batch, in order, as they go."""
     bodies = []
 
     def forward(route):
@@ -283,6 +284,11 @@ def test_tracker_splits_a_long_queue_into_batches_the_api_takes(page, api, site)
         route.continue_()
 
     page.route(f"{api.url}/api/telemetry/batch", forward)
+    return bodies
+
+
+def test_tracker_splits_a_long_queue_into_batches_the_api_takes(page, api, site):
+    bodies = _batch_bodies(page, api)
     open_tracker(page, tracker_page(site, api))
     marker = new_marker()
 
@@ -307,13 +313,7 @@ def _items(value):
 
 
 def test_tracker_splits_a_queue_of_many_values_into_batches_the_api_takes(page, api, site):
-    bodies = []
-
-    def forward(route):
-        bodies.append(route.request.post_data)
-        route.continue_()
-
-    page.route(f"{api.url}/api/telemetry/batch", forward)
+    bodies = _batch_bodies(page, api)
     open_tracker(page, tracker_page(site, api))
     marker = new_marker()
 
