@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from gunicorn_server import REPO_ROOT
-from redis_server import free_port
+from processes import free_port, stop_by_pid
 
 DEPLOY_CONF = REPO_ROOT / "backend" / "deploy" / "nginx.conf"
 # The only lines of the deployed file a test changes: where nginx listens, where gunicorn is.
@@ -106,13 +105,7 @@ class NginxServer:
 
     def stop(self):
         """SIGTERM the master by its PID (it stops its worker) and wait; SIGKILL its group if it will not go."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_by_pid(self.process)
 
     def __enter__(self):
         return self.start()

@@ -2,20 +2,13 @@
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-
-
-def free_port():
-    """A loopback port nobody listens on now (the kernel's pick)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from processes import free_port, stop_by_pid
 
 
 class RedisServer:
@@ -99,13 +92,7 @@ class RedisServer:
 
     def stop(self):
         """Stop the server by its PID and wait for it."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_by_pid(self.process)
 
     def __enter__(self):
         return self.start()

@@ -1,0 +1,28 @@
+"""What the tests' real servers (redis-server, nginx) share: a free loopback port, and a stop by PID."""
+
+import os
+import signal
+import socket
+import subprocess
+
+
+def free_port():
+    """A loopback port nobody listens on now (the kernel's pick)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stop_by_pid(process, timeout=10):
+    """SIGTERM ``process`` and wait; SIGKILL it (its whole group, when it leads one) if it will not go."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+        process.wait()
