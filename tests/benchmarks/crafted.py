@@ -11,7 +11,6 @@ the median over the rounds. ``--readme`` writes the table into README.md.
 
 import argparse
 import gc
-import io
 import json
 import os
 import statistics
@@ -270,25 +269,10 @@ def _app(events_log):
     return create_app({**setups.PRODUCTION, "TELEMETRY_EVENTS_LOG": events_log})
 
 
-def _environ(path, body, headers):
-    return {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": path,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": setups.CLIENT_ADDRESS,
-        "wsgi.url_scheme": "http",
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-        **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()},
-    }
-
-
 def _send(app, path, body, headers):
     statuses = []
-    answer = app.wsgi_app(_environ(path, body, headers), lambda status, *_: statuses.append(int(status[:3])))
+    environ = setups.wsgi_environ("POST", path, body, headers)
+    answer = app.wsgi_app(environ, lambda status, *_: statuses.append(int(status[:3])))
     b"".join(answer)
     getattr(answer, "close", lambda: None)()
     return statuses[0]
@@ -418,11 +402,7 @@ def main(argv=None):
 
 def write_readme(block):
     """Put ``block`` in README.md in place of the last one."""
-    text = README.read_text(encoding="utf-8")
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        raise SystemExit(f"README.md has no {README_START!r} ... {README_END!r} block to write into")
-    README.write_text(text[: start + len(README_START)] + "\n" + block + "\n" + text[end:], encoding="utf-8")
+    setups.write_readme_block(README, README_START, README_END, block)
 
 
 if __name__ == "__main__":

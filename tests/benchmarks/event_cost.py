@@ -16,7 +16,6 @@ between two dumps, as ``instructions.py`` counts requests. Run alone with
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -61,36 +60,10 @@ def measure(
 ) -> dict[str, float]:
     """Instructions per event of each way in ``WAYS``: ``{way: instructions}``."""
     workdir = Path(workdir)
-    workdir.mkdir(parents=True)
-    (workdir / "prometheus").mkdir()
-    environment = {
-        **{key: value for key, value in os.environ.items() if not key.startswith("FLASK_")},
-        **setups.APPS["app"].environment(),
-        "FLASK_TELEMETRY_EVENTS_LOG": str(workdir / "events.jsonl"),
-        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
-        "PYTHONHASHSEED": "0",
-    }
-    output = workdir / "callgrind.out"
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        f"--callgrind-out-file={output}",
-        sys.executable,
-        __file__,
-        "--child",
-        json.dumps({"workdir": str(workdir), "warm": counts[0], "count": counts[1]}),
-    ]
-    child = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        env=environment,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=open(workdir / "valgrind.log", "wb"),
-        text=True,
-    )
+    plan = {"workdir": str(workdir), "warm": counts[0], "count": counts[1]}
     counted, dumps = {}, 0
-    try:
+    # The production app, built once in the child from these settings.
+    with instructions.callgrind_child(workdir, __file__, plan, setups.APPS["app"].environment()) as (child, output):
         for way in WAYS:
             instructions._expect(child, "ready", workdir)
             dumps = instructions._dump(child, dumps)
@@ -102,14 +75,6 @@ def measure(
             child.stdin.write("go\n")
             child.stdin.flush()
             progress(f"  {way:<36} {counted[way]:>12,.0f} instructions per event")
-        instructions._expect(child, "done", workdir)
-        child.stdin.close()
-        if child.wait(120) != 0:
-            raise RuntimeError(f"the callgrind child failed; see {workdir / 'valgrind.log'}")
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     return counted
 
 

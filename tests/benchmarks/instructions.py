@@ -12,7 +12,6 @@ runs outside valgrind. Run alone with ``python tests/benchmarks/instructions.py`
 """
 
 import gc
-import io
 import json
 import os
 import re
@@ -21,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -73,7 +73,6 @@ def _slug(text):
 
 
 def _run_child(workdir, names, redis, counts, progress):
-    workdir.mkdir(parents=True)
     plan = []
     for name in names:
         variant = setups.VARIANTS[name]
@@ -90,37 +89,10 @@ def _run_child(workdir, names, redis, counts, progress):
                 "count": count,
             }
         )
-    environment = {
-        **{key: value for key, value in os.environ.items() if not key.startswith("FLASK_")},
-        _EVENTS_LOG: str(workdir / "events.jsonl"),
-        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
-        # The same dict layouts and set orders on every run.
-        "PYTHONHASHSEED": "0",
-    }
-    (workdir / "prometheus").mkdir()
-    output = workdir / "callgrind.out"
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        f"--callgrind-out-file={output}",
-        # The venv's own interpreter path, so that it finds the venv's packages.
-        sys.executable,
-        __file__,
-        "--child",
-        json.dumps(plan),
-    ]
-    child = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        env=environment,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=open(workdir / "valgrind.log", "wb"),
-        text=True,
-    )
     counted, healths, warnings = {}, {}, []
     dumps = 0
-    try:
+    # Each variant's settings travel in the plan: the child sets them before it builds that app.
+    with callgrind_child(workdir, __file__, plan) as (child, output):
         for step in plan:
             name = step["name"]
             uses_redis = _app(name).uses_redis()
@@ -157,6 +129,50 @@ def _run_child(workdir, names, redis, counts, progress):
             if healths[name] and healths[name]["events_logged"] != expected:
                 warnings.append(f"{name}: {healths[name]['events_logged']} events logged, not {expected}")
             progress(f"  {name:<36} {counted[name]:>12,.0f} instructions per request")
+    return counted, healths, warnings
+
+
+@contextmanager
+def callgrind_child(workdir, script, plan, app_environment=None):
+    """``script --child <plan as JSON>`` under callgrind, in a new ``workdir``: yields the child and its output file.
+
+    The child gets this process's environment with ``app_environment`` (an app's ``FLASK_*`` variables) in
+    place of its ``FLASK_*`` ones, an events log and a metrics directory (multiprocess mode) of its own in
+    ``workdir``. The block talks to it through ``_expect``, ``_dump`` and ``_totals``; when the block ends,
+    the child must say ``done`` and exit 0. It is killed if the block fails.
+    """
+    workdir.mkdir(parents=True)
+    environment = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("FLASK_")},
+        **(app_environment or {}),
+        _EVENTS_LOG: str(workdir / "events.jsonl"),
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
+        # The same dict layouts and set orders on every run.
+        "PYTHONHASHSEED": "0",
+    }
+    (workdir / "prometheus").mkdir()
+    output = workdir / "callgrind.out"
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={output}",
+        # The venv's own interpreter path, so that it finds the venv's packages.
+        sys.executable,
+        script,
+        "--child",
+        json.dumps(plan),
+    ]
+    child = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=environment,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(workdir / "valgrind.log", "wb"),
+        text=True,
+    )
+    try:
+        yield child, output
         _expect(child, "done", workdir)
         child.stdin.close()
         if child.wait(120) != 0:
@@ -165,7 +181,6 @@ def _run_child(workdir, names, redis, counts, progress):
         if child.poll() is None:
             child.kill()
             child.wait()
-    return counted, healths, warnings
 
 
 def _expect(child, word, workdir):
@@ -255,19 +270,7 @@ def _sender(app, path, body, status):
 
 
 def _call(app, method, path, data):
-    environ = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": setups.CLIENT_ADDRESS,
-        "wsgi.url_scheme": "http",
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(data)),
-        "wsgi.input": io.BytesIO(data),
-        **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in setups.HEADERS.items()},
-    }
+    environ = setups.wsgi_environ(method, path, data, setups.HEADERS)
     statuses = []
     answer = app.wsgi_app(environ, lambda status, headers, exc_info=None: statuses.append(int(status[:3])))
     reply = b"".join(answer)

@@ -147,7 +147,7 @@ def main(argv=None):
     print(f"targets_met={sum(held)}/{len(held)}")
     print(f"minutes={minutes:.1f}")
     if options.readme:
-        _write_readme(block)
+        setups.write_readme_block(README, README_START, README_END, block)
         crafted.write_readme(crafted.table(crafted_results, f"{machine}; {rounds} rounds of {count} requests."))
         print(f"wrote the results into {README}")
     return 1 if warnings else 0
@@ -427,14 +427,6 @@ def _results_block(
     if warnings:
         lines += ["", "Warnings of this run:", ""] + [f"- {warning}" for warning in warnings]
     return "\n".join(lines)
-
-
-def _write_readme(block):
-    text = README.read_text(encoding="utf-8")
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        raise SystemExit(f"README.md has no {README_START!r} ... {README_END!r} block to write into")
-    README.write_text(text[: start + len(README_START)] + "\n" + block + "\n" + text[end:], encoding="utf-8")
 
 
 def _print_instructions_table(counted):

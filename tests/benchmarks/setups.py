@@ -1,9 +1,12 @@
 """What the benchmark measures: the apps (module and settings), the requests, and the variants made of both.
 
 The HTTP run (gunicorn) and the instruction count (callgrind, in process)
-share these, so that a figure of one can be read beside the other's.
+share these, so that a figure of one can be read beside the other's. Also
+what the in-process runs and the README writers share: a request's WSGI
+environ, and the replacing of a marked block in the README.
 """
 
+import io
 from dataclasses import dataclass
 
 # Far above anything a run sends: the limiter does all its work and never refuses.
@@ -114,3 +117,29 @@ VARIANTS = {
     "AI block, scrubbing off": Variant("app, scrubbing off", AI_BLOCK),
     "AI block, no event": Variant("app, AI blocks record nothing", AI_BLOCK, events_written=False),
 }
+
+
+def wsgi_environ(method, path, body, headers):
+    """A JSON request from ``CLIENT_ADDRESS`` as a server hands it to ``wsgi_app``: its WSGI environ."""
+    return {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": CLIENT_ADDRESS,
+        "wsgi.url_scheme": "http",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()},
+    }
+
+
+def write_readme_block(readme, start, end, block):
+    """Put ``block`` in the file ``readme`` between the ``start`` and ``end`` markers, in place of the last one."""
+    text = readme.read_text(encoding="utf-8")
+    first, last = text.find(start), text.find(end)
+    if first < 0 or last < first:
+        raise SystemExit(f"{readme.name} has no {start!r} ... {end!r} block to write into")
+    readme.write_text(text[: first + len(start)] + "\n" + block + "\n" + text[last:], encoding="utf-8")
