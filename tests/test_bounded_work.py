@@ -6,7 +6,7 @@ import pytest
 from app import create_app
 from app.analytics.event_logger import EventTooLarge
 from app.config import ConfigError
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 LOG = "/api/telemetry/log"
@@ -169,7 +169,11 @@ def _walked(text, max_depth, max_containers, max_items):
     return (value,)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# One app for every example: the parser reads the limits from its config on each body.
+_PARSER_APP = create_app({"TESTING": True})
+
+
+@settings(max_examples=400, deadline=None)
 @given(
     value=_JSON_VALUES,
     spaced=st.booleans(),
@@ -182,11 +186,11 @@ def test_the_byte_level_checks_agree_with_a_walk_of_the_parsed_value(value, spac
     # on any JSON text they refuse exactly what the standard library's parser and a walk of its result refuse.
     max_containers = 16
     limits = {"JSON_MAX_DEPTH": max_depth, "JSON_MAX_CONTAINERS": max_containers, "JSON_MAX_ITEMS": max_items}
-    app = create_app({"TESTING": True, **limits})
+    _PARSER_APP.config.update(limits)
     text = _text(value, spaced, escaped)
     expected = _walked(text, max_depth, max_containers, max_items)
     try:
-        parsed = (app.json.loads(text.encode()),)
+        parsed = (_PARSER_APP.json.loads(text.encode()),)
     except ValueError:
         parsed = None
     assert parsed == expected, text
@@ -226,7 +230,7 @@ def _line_apps():
 _APPS = {}
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(payload=st.dictionaries(_LINE_KEYS, _LINE_VALUES, max_size=5), keyed=st.booleans())
 # Shapes too large for the strategy: floats the line writes two characters shorter than orjson does,
 # whose line fits; a user_id of 150 values that a pseudonym replaces, beside a secret-named key.
