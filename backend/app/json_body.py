@@ -2,7 +2,7 @@
 
 import json
 import re
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
 from flask.json.provider import DefaultJSONProvider
@@ -10,11 +10,6 @@ from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request
 
 from .context import this_app, this_request
-
-_INFINITY = float("inf")
-_CONTAINERS = (dict, list)
-# A "\uD800"-"\uDFFF" escape; only then can the parsed text hold a lone surrogate.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class StrictJSONProvider(DefaultJSONProvider):
@@ -34,9 +29,6 @@ class StrictJSONProvider(DefaultJSONProvider):
     sort_keys = False
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        if kwargs:
-            # A caller's own json.loads options: the standard library's decoder, as strict.
-            return _strict_stdlib_loads(s, self._app.config["JSON_MAX_DEPTH"], **kwargs)
         if isinstance(s, str):
             try:
                 data = s.encode("utf-8")
@@ -59,7 +51,8 @@ class StrictJSONProvider(DefaultJSONProvider):
                 raise ValueError(f"JSON nests deeper than {max_depth} levels")
         if b":" in data and _repeats_a_key(data, value):
             raise ValueError("an object repeats a key")
-        return value
+        # A caller's own json.loads options (hooks): judged as strictly, then decoded their way.
+        return json.loads(data, **kwargs) if kwargs else value
 
 
 def _refuse_dense(data: bytes, brackets: int, max_containers: int, max_items: int) -> bytes | None:
@@ -129,29 +122,6 @@ def _read_body(request: Request) -> bytes:
     return data
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (_INFINITY, -_INFINITY):
-        # 1e999 is valid JSON syntax but no number an event line can carry.
-        raise ValueError(f"{text} is out of range for a JSON number")
-    return value
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    value = dict(pairs)
-    if len(value) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ValueError(f"duplicate key {key!r}")
-            seen.add(key)
-    return value
-
-
 def _decode_error(data: bytes, exc: orjson.JSONDecodeError) -> str:
     """What orjson found wrong, and where; a NaN or Infinity by its name."""
     # orjson counts characters; the bytes before the error are those characters, encoded.
@@ -160,25 +130,6 @@ def _decode_error(data: bytes, exc: orjson.JSONDecodeError) -> str:
     if constant is not None:
         return f"{constant.group().decode()} is not valid JSON (line {exc.lineno} column {exc.colno})"
     return str(exc)
-
-
-def _strict_stdlib_loads(s: str | bytes, max_depth: int, **kwargs: Any) -> Any:
-    """``json.loads`` with ``kwargs``, as strict as ``StrictJSONProvider.loads`` (for callers that pass options)."""
-    if isinstance(s, (bytes, bytearray)):
-        # Strict UTF-8: json.loads alone would let encoded surrogates through.
-        try:
-            s = s.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
-    try:
-        value = json.loads(s, **_STRICT_HOOKS, **kwargs)
-    except RecursionError:
-        raise ValueError(f"JSON nests deeper than {max_depth} levels") from None
-    if isinstance(value, _CONTAINERS) and _value_nests_deeper(value, max_depth - 1):
-        raise ValueError(f"JSON nests deeper than {max_depth} levels")
-    if _SURROGATE_ESCAPE.search(s):
-        _check_text(value)
-    return value
 
 
 def _outside_strings(data: bytes, structure: bytes, most: int) -> bytes | None:
@@ -231,35 +182,6 @@ def _repeats_a_key(data: bytes, value: Any) -> bool:
     return colons != orjson.dumps(value).count(b":")
 
 
-def _value_nests_deeper(container: dict[str, Any] | list[Any], levels: int) -> bool:
-    """True when ``container`` holds containers more than ``levels`` deep."""
-    for child in container.values() if type(container) is dict else container:
-        if isinstance(child, _CONTAINERS) and (levels == 0 or _value_nests_deeper(child, levels - 1)):
-            return True
-    return False
-
-
-def _check_text(value: Any) -> None:
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError("lone surrogate escape in a string") from None
-
-
-_STRICT_HOOKS: dict[str, Any] = {
-    "parse_constant": _reject_constant,
-    "parse_float": _finite_float,
-    "object_pairs_hook": _unique_keys,
-}
 _BRACKETS = b"[]{}"
 # What _outside_strings deletes from a text to keep the quotes and the bytes it looks for.
 _DELETE_BUT = {
