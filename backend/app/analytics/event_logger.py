@@ -18,7 +18,7 @@ from ..config import DEFAULTS, validate_telemetry_config
 from ..context import this_app
 from ..per_process import reset_after_fork
 from .analytics_models import EVENT_TYPES, AnalyticsEvent
-from .payload_rules import fit_line, line_floor, pseudonymise, redact, redact_may_change
+from .payload_rules import CONTAINERS, fit_line, line_floor, pseudonymise, redact, redact_may_change
 from .schemas import PAYLOAD_SCHEMAS
 from .scrubbing import may_hold_secrets, payload_classes, scrub
 from .sink import EventSink, events_logger, open_stream, publish
@@ -315,7 +315,7 @@ class EventLogger:
             line is None
             or redact_may_change(loaded, line, classes, state.max_depth)
             or key is not None
-            and isinstance(loaded.get("user_id"), _SHAPED)
+            and isinstance(loaded.get("user_id"), CONTAINERS)
         ):
             try:
                 redacted: dict[str, Any] = redact(loaded, state.max_depth)
@@ -323,7 +323,7 @@ class EventLogger:
                 raise InvalidPayload(str(exc), {"payload": [str(exc)]}) from None
             # The look may say "may" of a payload redaction leaves as it is (deep, say):
             # its line stands. Comparing, in C, costs less than encoding again.
-            if line is None or redacted != loaded or key is not None and isinstance(loaded.get("user_id"), _SHAPED):
+            if line is None or redacted != loaded or key is not None and isinstance(loaded.get("user_id"), CONTAINERS):
                 event = replace(event, payload=redacted if key is None else pseudonymise(redacted, key))
                 line = _line_of(event)
                 classes = payload_classes(line)
@@ -411,10 +411,6 @@ class EventLogger:
                 return
             state.last_warning, count, state.unwarned_drops = now, state.unwarned_drops, 0
         current_app.logger.warning("telemetry: dropped %d event(s), the latest a %s: %s", count, event_type, reason)
-
-
-# A user_id of these types is keyed once redacted, not before.
-_SHAPED = (dict, list, tuple)
 
 
 def _too_large(line: str, max_bytes: int) -> EventTooLarge:

@@ -39,7 +39,8 @@ REDACTED = "[REDACTED]"
 _Path = tuple[str | int, ...]
 
 _SECRET_KEY = re.compile(r"password|token|secret|authorization|api[_-]?key", re.IGNORECASE)
-_CONTAINERS = (dict, list, tuple)
+# What redaction walks into; a user_id of these types is keyed once redacted, not before.
+CONTAINERS = (dict, list, tuple)
 
 # Each round shortens the longest string; a payload made of very many short
 # values could need more rounds than are useful, and is emptied instead.
@@ -70,14 +71,14 @@ def redact(value: Any, max_depth: int, depth: int = 0) -> Any:
             key: REDACTED
             if isinstance(key, str) and _is_secret_key(key)
             else redact(item, max_depth, depth + 1)
-            if isinstance(item, _CONTAINERS)
+            if isinstance(item, CONTAINERS)
             else item
             for key, item in value.items()
         }
     if isinstance(value, (list, tuple)):
         if _SCALARS.issuperset(map(type, value)):
             return value
-        return [redact(item, max_depth, depth + 1) if isinstance(item, _CONTAINERS) else item for item in value]
+        return [redact(item, max_depth, depth + 1) if isinstance(item, CONTAINERS) else item for item in value]
     return value
 
 
