@@ -298,6 +298,7 @@ class EventLogger:
         # their line tells: so the line is made first, and made again only if
         # redaction may change it. A user id that redaction never changes (not
         # a container) may be keyed before it.
+        keyed_after_redaction = key is not None and isinstance(loaded.get("user_id"), CONTAINERS)
         payload = loaded if key is None else pseudonymise(loaded, key)
         event = (
             AnalyticsEvent(event_type, payload)
@@ -311,19 +312,14 @@ class EventLogger:
         except (TypeError, ValueError, RecursionError):
             # It may encode once redacted (a secret-named key holding a set, say).
             line, classes = None, ""
-        if (
-            line is None
-            or redact_may_change(loaded, line, classes, state.max_depth)
-            or key is not None
-            and isinstance(loaded.get("user_id"), CONTAINERS)
-        ):
+        if line is None or redact_may_change(loaded, line, classes, state.max_depth) or keyed_after_redaction:
             try:
                 redacted: dict[str, Any] = redact(loaded, state.max_depth)
             except ValueError as exc:
                 raise InvalidPayload(str(exc), {"payload": [str(exc)]}) from None
             # The look may say "may" of a payload redaction leaves as it is (deep, say):
             # its line stands. Comparing, in C, costs less than encoding again.
-            if line is None or redacted != loaded or key is not None and isinstance(loaded.get("user_id"), CONTAINERS):
+            if line is None or redacted != loaded or keyed_after_redaction:
                 event = replace(event, payload=redacted if key is None else pseudonymise(redacted, key))
                 line = _line_of(event)
                 classes = payload_classes(line)
