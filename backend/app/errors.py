@@ -135,16 +135,6 @@ def _refused_batch(error: BatchRefused) -> Response:
     return problem(status, detail, headers=headers, **error.reply)
 
 
-def _error_message(error: BaseException) -> str:
-    """The exception's text for its ``error_event``, scrubbed before it is cut (SPEC S11) when scrubbing is on."""
-    text = str(error)
-    if len(text) <= _ERROR_MESSAGE_CHARS:
-        return text  # the event logger scrubs it whole
-    if current_app.config["TELEMETRY_SCRUB_VALUES"]:
-        return scrubbed_cut(text, _ERROR_MESSAGE_CHARS)
-    return text[:_ERROR_MESSAGE_CHARS]
-
-
 def _rejected_in_app(error: EventRejected) -> Response | HTTPException:
     """The app's own code logged an event the EventLogger rejected, and did not catch it: a 500, never a 4xx."""
     current_app.logger.warning(
@@ -168,7 +158,9 @@ def _server_error(error: Exception) -> Response | HTTPException:
         "error_event",
         {
             "error_type": type(error).__name__,
-            "error_message": _error_message(error),
+            "error_message": scrubbed_cut(
+                str(error), _ERROR_MESSAGE_CHARS, current_app.config["TELEMETRY_SCRUB_VALUES"]
+            ),
             "path": request.path,
         },
     )

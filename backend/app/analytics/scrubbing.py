@@ -313,9 +313,16 @@ def _emails_scrubbed(text: str) -> str:
     return reversed_local_part.sub(_REVERSED_EMAIL, marked[::-1])[::-1]
 
 
-def scrubbed_cut(text: str, chars: int) -> str:
-    """The first ``chars`` characters of ``text`` once scrubbed: a cut never hides a secret from the scrubber."""
-    return scrub_text(text)[:chars]
+def scrubbed_cut(text: str, chars: int, scrub: bool = True) -> str:
+    """``text`` within ``chars`` characters, scrubbed before it is cut when ``scrub`` (``TELEMETRY_SCRUB_VALUES``).
+
+    A token cut short no longer looks like one: the scrubber must see it whole
+    (SPEC S11). A text that needs no cut comes back as it is: the event
+    logger scrubs it whole.
+    """
+    if len(text) <= chars:
+        return text
+    return scrub_text(text)[:chars] if scrub else text[:chars]
 
 
 def scrub(value: Any) -> Any:

@@ -128,7 +128,8 @@ def _reply(block_type: str, body: Mapping[str, Any], query: str | None, schema: 
         # Usage is counted; the reader and what they typed are not.
         user_id, query = ANONYMOUS, None
     else:
-        user_id = _cut(environ.get(USER_ENVIRON, "").strip(), _USER_ID_CHARS) or ANONYMOUS
+        scrub = this_app().config["TELEMETRY_SCRUB_VALUES"]
+        user_id = scrubbed_cut(environ.get(USER_ENVIRON, "").strip(), _USER_ID_CHARS, scrub) or ANONYMOUS
     event: dict[str, Any] = {
         "user_id": user_id,
         "chapter_id": body["chapter_id"],
@@ -139,16 +140,6 @@ def _reply(block_type: str, body: Mapping[str, Any], query: str | None, schema: 
         event["section_id"] = body["section_id"]
     get_event_logger().try_log("ai_block_used", event)
     return reply
-
-
-def _cut(text: str, chars: int) -> str:
-    """``text`` within ``chars`` characters, scrubbed before it is cut (SPEC S11) when scrubbing is on.
-
-    A token cut short no longer looks like one: the scrubber must see it whole.
-    """
-    if len(text) <= chars:
-        return text
-    return scrubbed_cut(text, chars) if this_app().config["TELEMETRY_SCRUB_VALUES"] else text[:chars]
 
 
 def _refuses_tracking(environ: Mapping[str, Any]) -> bool:
