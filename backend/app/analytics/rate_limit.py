@@ -256,10 +256,6 @@ def _admitted_at(limiter: MovingWindowRateLimiter, item: RateLimitItem, client: 
     if isinstance(storage, SweptMemoryStorage):
         admitted = storage.admitted_at(key, item.amount - cost)
         return (time.time() if admitted is None else admitted) + expiry
-    if isinstance(storage, MemoryStorage):
-        entries = storage.events.get(key, [])
-        index = item.amount - cost
-        return (entries[index].atime if index < len(entries) else time.time()) + expiry
     # Redis (and the other storages' Lua or queries) search the first ``limit``
     # entries for the oldest one still in the window: given amount - cost + 1,
     # that is the entry at index amount - cost.
