@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from gunicorn_server import REPO_ROOT
-from processes import free_port, stop_by_pid
+from processes import ServerProcess, free_port
 
 DEPLOY_CONF = REPO_ROOT / "backend" / "deploy" / "nginx.conf"
 # The only lines of the deployed file a test changes: where nginx listens, where gunicorn is.
@@ -58,7 +58,7 @@ def site_config(listen_port, upstream_port):
     )
 
 
-class NginxServer:
+class NginxServer(ServerProcess):
     """nginx in the foreground with a temporary prefix, its own pid file and error log; stopped by PID."""
 
     def __init__(self, workdir, upstream_port, boot_timeout=10):
@@ -102,13 +102,3 @@ class NginxServer:
                 time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"nginx did not listen within {self.boot_timeout} s:\n{self.error_log.read_text()}")
-
-    def stop(self):
-        """SIGTERM the master by its PID (it stops its worker) and wait; SIGKILL its group if it will not go."""
-        stop_by_pid(self.process)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()

@@ -1,4 +1,4 @@
-"""What the tests' real servers (redis-server, nginx) share: a free loopback port, and a stop by PID."""
+"""What the tests' real servers (redis-server, nginx) share: a free loopback port, a stop by PID, a with block."""
 
 import os
 import signal
@@ -26,3 +26,22 @@ def stop_by_pid(process, timeout=10):
         else:
             process.kill()
         process.wait()
+
+
+class ServerProcess:
+    """A server the tests start (``start()``, returning itself) and stop by PID, as a context manager."""
+
+    process = None
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self):
+        """SIGTERM the server by its PID and wait; SIGKILL it (its group, when it leads one) if it will not go."""
+        stop_by_pid(self.process)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

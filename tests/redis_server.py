@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from processes import free_port, stop_by_pid
+from processes import ServerProcess, free_port
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """``redis-server`` on 127.0.0.1 with no RDB or AOF files, in its own process.
 
     It binds a port chosen just before it starts; if another process takes
@@ -89,16 +89,6 @@ class RedisServer:
                 return conn.makefile("rb").readline().decode().strip()
         except OSError:
             return None
-
-    def stop(self):
-        """Stop the server by its PID and wait for it."""
-        stop_by_pid(self.process)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 class SilentPort:
